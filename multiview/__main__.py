@@ -1,0 +1,5 @@
+import sys
+
+from multiview.cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""The ``multiview`` command: a thin front over the library.
+
+Each area of the package contributes its sub-commands through a ``register(subparsers)`` function in a light
+module (heavy imports happen inside the handlers), so ``multiview --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module path -> registers one or more top-level sub-commands
+COMMAND_MODULES = (
+    "multiview.data.cli",  # shards write / inspect / verify
+    "multiview.train.cli",  # pretrain, export
+    "multiview.eval.cli",  # eval retrieval / linear / knn
+    "multiview.quickstart",  # quickstart
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multiview",
+        description="Self-supervised multimodal, multi-view representation learning by maximising MI across views.",
+    )
+    from multiview import __version__
+
+    parser.add_argument("--version", action="version", version=f"multiview {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:  # a real import error inside an existing module
+                raise
+            continue  # that area is not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
