@@ -1,0 +1,328 @@
+"""Recipes: the typed configuration of a pretraining run.
+
+A recipe is YAML validated into the dataclasses below. Unknown keys, wrong types and missing fields fail with
+a :class:`RecipeError` naming the key, the file and line where it was set, and what was expected. Component
+arguments (view generators, encoders, objectives) are free-form mappings passed to their registries, which
+validate them in turn.
+
+Examples:
+    >>> recipe = load_recipe("recipes/tiny_cmc.yaml", ["train.steps=5"])  # doctest: +SKIP
+    >>> recipe.train.steps  # doctest: +SKIP
+    5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from multiview.train.recipe_io import (
+    Origin,
+    Origins,
+    RecipeError,
+    apply_overrides,
+    load_recipe_dict,
+)
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how they stream."""
+
+    path: str  # a shard folder written by multiview.data (holds manifest.json)
+    split: str = "train"
+    fields: list[str] | None = None  # fields to decode; None = all
+    keep: list[str] = field(
+        default_factory=list
+    )  # non-view fields carried into the batch (labels, attributes)
+    resampled: bool = False  # sample shards with replacement (fixed epoch_size) instead of one pass per epoch
+    epoch_size: int | None = None  # samples per epoch over all ranks; None = the split's size
+    shuffle: bool = True
+    num_workers: int = 0
+    on_error: Literal["raise", "skip"] = "raise"
+
+
+@dataclass
+class ComponentConfig:
+    """A registered component by name plus its keyword arguments."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str
+    weight: float = 1.0
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["adam", "adamw", "sgd", "lars"] = "adam"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd / lars
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["constant", "cosine", "step"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of the peak lr
+    step_every: int = 1000  # step schedule: multiply lr by gamma every N steps
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64  # global batch (over all processes and accumulation steps)
+    steps: int | None = None
+    epochs: int | None = None
+    precision: Literal["no", "bf16", "fp16"] = "no"
+    grad_accum: int = 1
+    grad_clip: float | None = None
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 500  # steps; 0 = only at the end
+    keep: int = 3
+
+
+@dataclass
+class LogConfig:
+    every: int = 10
+    dir: str = "runs"  # the run folder is <dir>/<name>
+    tensorboard: bool = False  # also write TensorBoard events when tensorboard is installed
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    kind: Literal["retrieval", "linear", "knn"]
+    split: str = "test"
+    train_split: str = "train"
+    query: str | None = None
+    gallery: str | None = None
+    fields: list[str] | None = None
+    all_pairs: bool = False
+
+
+@dataclass
+class Recipe:
+    """A full pretraining run."""
+
+    name: str
+    data: DataConfig
+    views: ComponentConfig
+    encoders: dict[str, ComponentConfig]  # keyed by view name or modality
+    objectives: list[ObjectiveConfig]
+    description: str = ""
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    eval: list[EvalConfig] = field(default_factory=list)
+    view_to_encoder: dict[str, str] = field(default_factory=dict)  # explicit view -> encoder key sharing
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.log.dir) / self.name
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping ({tp.__name__})"
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of {_type_name(typing.get_args(tp)[1])}"
+    if tp is Any:
+        return "any value"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Validator:
+    def __init__(self, origins: Origins, root_source: str):
+        self.origins = origins
+        self.root_source = root_source
+
+    def where(self, path: str) -> Origin:
+        probe = path
+        while probe:
+            if probe in self.origins:
+                return self.origins[probe]
+            probe = probe.rpartition(".")[0] if "." in probe else probe.rpartition("[")[0]
+        return Origin(self.root_source)
+
+    def fail(self, path: str, message: str) -> RecipeError:
+        return RecipeError(f"{self.where(path)}: {path}: {message}")
+
+    def convert(self, value: Any, tp: Any, path: str) -> Any:
+        origin = typing.get_origin(tp)
+        if tp is Any:
+            return value
+        if dataclasses.is_dataclass(tp):
+            return self.convert_dataclass(value, tp, path)
+        if origin in (typing.Union, types.UnionType):
+            args = typing.get_args(tp)
+            if value is None and type(None) in args:
+                return None
+            for arg in (a for a in args if a is not type(None)):
+                try:
+                    return self.convert(value, arg, path)
+                except RecipeError:
+                    continue
+            raise self.fail(path, f"expected {_type_name(tp)}, got {value!r}")
+        if origin is Literal:
+            if value not in typing.get_args(tp):
+                raise self.fail(path, f"expected one of {_type_name(tp)}, got {value!r}")
+            return value
+        if origin is list:
+            if not isinstance(value, list | tuple):
+                raise self.fail(path, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+            (item_tp,) = typing.get_args(tp)
+            return [self.convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise self.fail(path, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+            _, value_tp = typing.get_args(tp)
+            return {k: self.convert(v, value_tp, f"{path}.{k}") for k, v in value.items()}
+        return self.convert_scalar(value, tp, path)
+
+    def convert_scalar(self, value: Any, tp: type, path: str) -> Any:
+        if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if tp is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if tp in (str, bool) and isinstance(value, tp):
+            return value
+        raise self.fail(path, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+    def convert_dataclass(self, value: Any, cls: type, path: str) -> Any:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected {_type_name(cls)}, got {value!r} ({type(value).__name__})")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            key = f"{path}.{unknown[0]}" if path else unknown[0]
+            raise self.fail(key, f"unknown key {unknown[0]!r}; expected one of: {', '.join(fields)}")
+        kwargs = {}
+        for name, f in fields.items():
+            key = f"{path}.{name}" if path else name
+            if name in value:
+                kwargs[name] = self.convert(value[name], hints[name], key)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise self.fail(key, f"missing required key (expected {_type_name(hints[name])})")
+        return cls(**kwargs)
+
+
+def _normalise_components(data: dict) -> dict:
+    """Accept the short forms ``views: {name: amdim, size: 64}`` and ``encoders: {image: {kind: timm, ...}}``."""
+    data = dict(data)
+
+    def split(spec: Any, name_key: str) -> Any:
+        if isinstance(spec, dict) and "args" not in spec and name_key in spec:
+            spec = dict(spec)
+            return {"name": spec.pop(name_key), "args": spec}
+        return spec
+
+    if "views" in data:
+        data["views"] = split(data["views"], "name")
+    if isinstance(data.get("encoders"), dict):
+        data["encoders"] = {k: split(v, "kind") for k, v in data["encoders"].items()}
+    if isinstance(data.get("objectives"), list):
+        objectives = []
+        for spec in data["objectives"]:
+            if isinstance(spec, dict) and "args" not in spec and "name" in spec:
+                spec = dict(spec)
+                head = {"name": spec.pop("name")}
+                if "weight" in spec:
+                    head["weight"] = spec.pop("weight")
+                spec = {**head, "args": spec}
+            objectives.append(spec)
+        data["objectives"] = objectives
+    return data
+
+
+def validate_recipe(data: dict, origins: Origins | None = None, source: str = "<recipe>") -> Recipe:
+    """Validate a recipe mapping into a :class:`Recipe`; errors name the key and where it was set."""
+    validator = _Validator(origins or {}, source)
+    recipe = validator.convert_dataclass(_normalise_components(data), Recipe, "")
+    _check_semantics(recipe, validator)
+    return recipe
+
+
+def _check_semantics(recipe: Recipe, validator: _Validator) -> None:
+    train = recipe.train
+    if (train.steps is None) == (train.epochs is None):
+        raise validator.fail(
+            "train", f"set exactly one of train.steps and train.epochs (got {train.steps}, {train.epochs})"
+        )
+    positives = {
+        "train.batch_size": train.batch_size,
+        "train.grad_accum": train.grad_accum,
+        "train.steps": train.steps or 1,
+        "train.epochs": train.epochs or 1,
+        "log.every": recipe.log.every,
+        "checkpoint.keep": recipe.checkpoint.keep,
+    }
+    for key, value in positives.items():
+        if value <= 0:
+            raise validator.fail(key, f"expected a positive integer, got {value}")
+    if not recipe.objectives:
+        raise validator.fail("objectives", "expected at least one objective")
+    if not recipe.encoders:
+        raise validator.fail("encoders", "expected at least one encoder")
+    if recipe.optimizer.lr <= 0:
+        raise validator.fail("optimizer.lr", f"expected a positive learning rate, got {recipe.optimizer.lr}")
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load, merge (``extends:``), override (``key=value``) and validate a recipe file."""
+    data, origins = load_recipe_dict(path)
+    data = apply_overrides(data, origins, list(overrides or []))
+    return validate_recipe(data, origins, str(path))
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    return dataclasses.asdict(recipe)
+
+
+def dump_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the fully resolved recipe (what actually ran) as YAML."""
+    Path(path).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+
+
+def recipe_from_dict(data: dict) -> Recipe:
+    return validate_recipe(data, {}, "<saved recipe>")

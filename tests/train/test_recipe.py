@@ -1,0 +1,120 @@
+"""Recipe loading: extends, overrides, and an error for every bad-recipe path naming key, file and line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from multiview.train.recipe import RecipeError, load_recipe, validate_recipe
+
+BASE = """\
+name: tiny
+data:
+  path: shards/x
+views: {name: amdim, size: 32}
+encoders:
+  image: {kind: timm, model_name: test_resnet}
+objectives:
+  - {name: cmc, weight: 0.5, temperature: 0.1}
+train:
+  steps: 10
+  batch_size: 8
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(path, overrides=()) -> str:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, list(overrides))
+    return str(info.value)
+
+
+def test_short_forms_and_overrides(tmp_path):
+    recipe = load_recipe(write(tmp_path, "r.yaml", BASE), ["optimizer.lr=3e-4", "train.precision=bf16"])
+    assert recipe.views.name == "amdim" and recipe.views.args == {"size": 32}
+    assert recipe.encoders["image"].name == "timm"
+    assert recipe.encoders["image"].args == {"model_name": "test_resnet"}
+    assert recipe.objectives[0].weight == 0.5 and recipe.objectives[0].args == {"temperature": 0.1}
+    assert recipe.optimizer.lr == pytest.approx(3e-4)
+    assert recipe.train.precision == "bf16"
+
+
+def test_extends_merges_mappings(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    child = write(tmp_path, "child.yaml", "extends: base.yaml\nname: child\ntrain:\n  steps: 99\n")
+    recipe = load_recipe(child)
+    assert recipe.name == "child" and recipe.train.steps == 99 and recipe.train.batch_size == 8
+
+
+def test_wrong_type_names_file_line_and_key(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    child = write(tmp_path, "child.yaml", "extends: base.yaml\ntrain:\n  batch_size: lots\n")
+    message = error_of(child)
+    assert f"{child}:3" in message and "train.batch_size" in message
+    assert "expected int" in message and "'lots'" in message
+
+
+def test_unknown_key_lists_expected(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE + "optimizer:\n  lrr: 0.1\n")
+    message = error_of(path)
+    assert f"{path}:13" in message and "optimizer.lrr" in message and "expected one of: name, lr" in message
+
+
+def test_unknown_key_from_command_line(tmp_path):
+    message = error_of(write(tmp_path, "r.yaml", BASE), ["train.bach_size=3"])
+    assert "command line (train.bach_size=3)" in message and "unknown key 'bach_size'" in message
+
+
+def test_missing_required_key(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE.replace("data:\n  path: shards/x\n", "data:\n  split: train\n"))
+    message = error_of(path)
+    assert "data.path" in message and "missing required key" in message and str(path) in message
+
+
+def test_bad_literal(tmp_path):
+    message = error_of(write(tmp_path, "r.yaml", BASE), ["train.precision=fp8"])
+    assert "train.precision" in message and "'no' | 'bf16' | 'fp16'" in message and "'fp8'" in message
+
+
+def test_steps_xor_epochs(tmp_path):
+    message = error_of(write(tmp_path, "r.yaml", BASE), ["train.epochs=2"])
+    assert "exactly one of train.steps and train.epochs" in message
+
+
+def test_non_positive_batch(tmp_path):
+    message = error_of(write(tmp_path, "r.yaml", BASE), ["train.batch_size=0"])
+    assert "train.batch_size" in message and "positive" in message
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    assert "recipe not found" in error_of(tmp_path / "nope.yaml")
+    assert "not valid YAML" in error_of(write(tmp_path, "bad.yaml", "name: [unclosed\n"))
+
+
+def test_override_syntax(tmp_path):
+    assert "key=value" in error_of(write(tmp_path, "r.yaml", BASE), ["train.steps"])
+
+
+def test_extends_cycle(tmp_path):
+    a = write(tmp_path, "a.yaml", "extends: b.yaml\n")
+    write(tmp_path, "b.yaml", "extends: a.yaml\n")
+    assert "extends itself" in error_of(a)
+
+
+def test_duplicate_key(tmp_path):
+    message = error_of(write(tmp_path, "r.yaml", BASE + "name: again\n"))
+    assert "appears twice" in message
+
+
+def test_validate_plain_dict_names_saved_recipe():
+    with pytest.raises(RecipeError, match="<recipe>: name: expected str"):
+        validate_recipe(
+            {"name": 3, "data": {"path": "x"}, "views": {"name": "a"}, "encoders": {}, "objectives": []}
+        )
