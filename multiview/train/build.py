@@ -39,9 +39,7 @@ def view_to_encoder(recipe: Recipe, view_names: list[str], modality_of) -> dict[
                 f"view_to_encoder: {{{view}: <encoder>}}"
             )
         if key not in recipe.encoders:
-            raise ValueError(
-                f"view_to_encoder.{view}: no encoder {key!r} (encoders: {sorted(recipe.encoders)})"
-            )
+            raise ValueError(f"view_to_encoder.{view}: no encoder {key!r} (encoders: {sorted(recipe.encoders)})")
         mapping[view] = key
     return mapping
 
@@ -52,9 +50,7 @@ def build_encoders(recipe: Recipe) -> dict:
         try:
             built[key] = encoder_registry.create(spec.name, **spec.args)
         except (TypeError, ValueError, KeyError) as err:
-            raise ValueError(
-                f"encoders.{key}: cannot build encoder {spec.name!r} with {spec.args}: {err}"
-            ) from err
+            raise ValueError(f"encoders.{key}: cannot build encoder {spec.name!r} with {spec.args}: {err}") from err
     return built
 
 

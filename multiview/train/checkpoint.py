@@ -41,11 +41,7 @@ def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
     if not checkpoint_dir.is_dir():
         return []
-    found = [
-        (int(m.group(1)), p)
-        for p in checkpoint_dir.iterdir()
-        if (m := _STEP_DIR.match(p.name)) and p.is_dir()
-    ]
+    found = [(int(m.group(1)), p) for p in checkpoint_dir.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
 
 

@@ -21,17 +21,13 @@ def register(subparsers) -> None:
         "  multiview pretrain recipes/cmc_mfeat.yaml --resume latest",
     )
     pretrain.add_argument("recipe", help="a recipe file, or the name of a shipped recipe (e.g. cmc_mfeat)")
-    pretrain.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="override recipe keys (YAML values)"
-    )
+    pretrain.add_argument("overrides", nargs="*", metavar="key=value", help="override recipe keys (YAML values)")
     pretrain.add_argument(
         "--resume", metavar="CKPT", help="'latest' (newest checkpoint of the run) or a checkpoint folder"
     )
     pretrain.add_argument("--run-dir", help="where the run writes (default: <log.dir>/<name>)")
     pretrain.add_argument("--no-eval", action="store_true", help="skip the recipe's evaluation at the end")
-    pretrain.add_argument(
-        "--dry-run", action="store_true", help="validate the recipe, print it resolved, and stop"
-    )
+    pretrain.add_argument("--dry-run", action="store_true", help="validate the recipe, print it resolved, and stop")
     pretrain.set_defaults(func=run_pretrain)
 
     export = subparsers.add_parser(

@@ -213,9 +213,7 @@ class Trainer:
             "samples_per_s": samples_per_s,
         }
         record.update({f"{name}/loss": loss.detach() for name, loss in output.losses.items()})
-        record.update(
-            {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in output.metrics.items()}
-        )
+        record.update({k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in output.metrics.items()})
         record.update(aux_metrics)
         if self.accelerator.num_processes > 1:  # average across processes (metrics are per-rank estimates)
             keys = sorted(record)

@@ -52,9 +52,7 @@ class MultiViewModel(nn.Module):
         so batch-norm statistics stay per view as in the papers (concatenating would mix them)."""
         unknown = sorted(set(views) - set(self.view_to_encoder))
         if unknown:
-            raise ValueError(
-                f"batch has views {unknown} with no encoder (known views: {sorted(self.view_to_encoder)})"
-            )
+            raise ValueError(f"batch has views {unknown} with no encoder (known views: {sorted(self.view_to_encoder)})")
         return {name: self.encoders[self.view_to_encoder[name]](x) for name, x in views.items()}
 
     def forward(self, views: Mapping[str, torch.Tensor], batch: Mapping) -> StepOutput:

@@ -18,9 +18,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimizerConfi
     if config.name == "adamw":
         return torch.optim.AdamW(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
     if config.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     if config.name == "lars":
         from lightly.utils.lars import LARS
 

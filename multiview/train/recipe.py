@@ -38,9 +38,7 @@ class DataConfig:
     path: str  # a shard folder written by multiview.data (holds manifest.json)
     split: str = "train"
     fields: list[str] | None = None  # fields to decode; None = all
-    keep: list[str] = field(
-        default_factory=list
-    )  # non-view fields carried into the batch (labels, attributes)
+    keep: list[str] = field(default_factory=list)  # non-view fields carried into the batch (labels, attributes)
     resampled: bool = False  # sample shards with replacement (fixed epoch_size) instead of one pass per epoch
     epoch_size: int | None = None  # samples per epoch over all ranks; None = the split's size
     shuffle: bool = True

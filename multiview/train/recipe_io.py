@@ -37,9 +37,7 @@ def _construct(node: yaml.Node, path: str, source: str, origins: Origins) -> Any
         for key_node, value_node in node.value:
             key = yaml.safe_load(yaml.serialize(key_node))
             if not isinstance(key, str):
-                raise RecipeError(
-                    f"{source}:{key_node.start_mark.line + 1}: keys must be strings, got {key!r}"
-                )
+                raise RecipeError(f"{source}:{key_node.start_mark.line + 1}: keys must be strings, got {key!r}")
             if key in out:
                 raise RecipeError(f"{source}:{key_node.start_mark.line + 1}: key {key!r} appears twice")
             child = f"{path}.{key}" if path else key
@@ -113,9 +111,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """``train.batch_size=128`` -> (["train", "batch_size"], 128); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise RecipeError(
-            f"command line: override {text!r} is not of the form key=value (e.g. train.steps=100)"
-        )
+        raise RecipeError(f"command line: override {text!r} is not of the form key=value (e.g. train.steps=100)")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:

@@ -115,6 +115,4 @@ def test_duplicate_key(tmp_path):
 
 def test_validate_plain_dict_names_saved_recipe():
     with pytest.raises(RecipeError, match="<recipe>: name: expected str"):
-        validate_recipe(
-            {"name": 3, "data": {"path": "x"}, "views": {"name": "a"}, "encoders": {}, "objectives": []}
-        )
+        validate_recipe({"name": 3, "data": {"path": "x"}, "views": {"name": "a"}, "encoders": {}, "objectives": []})
