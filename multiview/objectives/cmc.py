@@ -1,0 +1,233 @@
+"""Contrastive Multiview Coding (Tian, Krishnan, Isola 2019).
+
+M views, one L2-normalised vector per view. ``mode="core"``: ``L = sum_{j>=1} L(V0, Vj)``; ``mode="full"``:
+``L = sum_{i<j} L(Vi, Vj)``; each ``L(Vi, Vj)`` sums both directions. Negatives come from the batch
+(``negatives="batch"``: InfoNCE over the global batch, gathered across processes with gradients) or from a
+memory bank per view (``negatives="bank"``: K negatives drawn uniformly, slot 0 the positive; NCE with
+``P_k = exp(s_k / tau) / Z``, Z set once on the first batch and then frozen, or a softmax over the K + 1 logits).
+The bank is a detached buffer, updated AFTER scoring in :meth:`CMC.after_step`:
+``bank[y] <- normalise(m * bank[y] + (1 - m) * z)`` with m = 0.5, from the features and indices of EVERY process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from einops import einsum
+
+from multiview.objectives import register
+from multiview.objectives.base import FeatureDict, Objective, ObjectiveOutput
+from multiview.objectives.distributed import (
+    all_reduce_mean,
+    gather_no_grad,
+    gather_with_grad,
+    local_offset,
+    rank_and_world,
+)
+from multiview.objectives.estimators import infonce
+
+
+def bank_nce_loss(scores: torch.Tensor, log_z: torch.Tensor, bank_size: int) -> torch.Tensor:
+    """CMC's NCE loss on ``scores [B, K + 1]`` (already divided by tau; column 0 the positive).
+
+    ``P = exp(s) / Z``; noise probability per slot ``K / N``; loss, averaged over rows:
+    ``-log[P_0 / (P_0 + K/N)] - sum_{k>=1} log[(K/N) / (P_k + K/N)]``, computed in log space.
+    """
+    k = scores.shape[1] - 1
+    log_p = scores.float() - log_z
+    log_noise = math.log(k / bank_size)
+    denominator = torch.logaddexp(log_p, torch.full_like(log_p, log_noise))
+    positive = log_p[:, 0] - denominator[:, 0]
+    negatives = (log_noise - denominator[:, 1:]).sum(dim=1)
+    return -(positive + negatives).mean()
+
+
+@register("cmc")
+class CMC(Objective):
+    """The CMC objective.
+
+    Args:
+        views: M >= 2 view names (the first is the core view in ``mode="core"``).
+        mode: ``"full"`` (every pair) or ``"core"`` (the first view with each other view).
+        temperature: tau (0.07).
+        learn_temperature: make log(1/tau) a parameter (initialised from ``temperature``).
+        negatives: ``"batch"`` (in-batch InfoNCE) or ``"bank"`` (memory bank).
+        loss: for the bank: ``"nce"`` (Z frozen on the first batch) or ``"softmax"`` (cross-entropy over K + 1).
+        bank_size: N, number of training samples (bank only).
+        feature_dim: D of the view vectors (bank only).
+        num_negatives: K (bank only; 4096).
+        momentum: bank update momentum m (0.5).
+        index_key: batch key holding each sample's index in [0, N) as ``[B]`` integers (bank only).
+        normalize: L2-normalise the global vectors first (True, as in the paper).
+        seed: seed of the bank's initial values and of the negative draws (drawn for the global batch from
+            ``(seed, step)``, so every process draws what one process would).
+
+    Examples:
+        >>> from multiview.encoders.features import Features
+        >>> obj = CMC(views=("L", "ab"))
+        >>> out = obj({"L": Features(torch.randn(8, 128)), "ab": Features(torch.randn(8, 128))}, {})
+        >>> out.loss.shape
+        torch.Size([])
+    """
+
+    name = "cmc"
+
+    def __init__(
+        self,
+        views: tuple[str, ...] = ("view0", "view1"),
+        mode: str = "full",
+        temperature: float = 0.07,
+        learn_temperature: bool = False,
+        negatives: str = "batch",
+        loss: str = "nce",
+        bank_size: int | None = None,
+        feature_dim: int = 128,
+        num_negatives: int = 4096,
+        momentum: float = 0.5,
+        index_key: str = "index",
+        normalize: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self._validate(views, mode, temperature, negatives, loss, bank_size, num_negatives, momentum)
+        self.views, self.mode, self.negatives, self.loss_kind = tuple(views), mode, negatives, loss
+        self.normalize, self.index_key, self.seed = normalize, index_key, seed
+        log_inv_tau = torch.tensor(-math.log(temperature))
+        if learn_temperature:
+            self.log_inv_tau = torch.nn.Parameter(log_inv_tau)
+        else:
+            self.register_buffer("log_inv_tau", log_inv_tau)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        if negatives == "bank":
+            self.bank_size, self.num_negatives, self.momentum = int(bank_size), int(num_negatives), float(momentum)
+            bound = 1.0 / math.sqrt(feature_dim / 3)
+            generator = torch.Generator().manual_seed(seed)
+            bank = torch.rand(len(views), bank_size, feature_dim, generator=generator) * 2 * bound - bound
+            self.register_buffer("bank", bank)
+            # log Z per ordered pair (anchor view, bank view); NaN until the first batch sets it.
+            self.register_buffer("log_z", torch.full((len(views), len(views)), float("nan")))
+
+    @staticmethod
+    def _validate(views, mode, temperature, negatives, loss, bank_size, num_negatives, momentum) -> None:
+        if len(views) < 2 or len(set(views)) != len(views):
+            raise ValueError(f"cmc views: expected at least two distinct view names, got {list(views)}")
+        if mode not in ("full", "core"):
+            raise ValueError(f"cmc mode: expected 'full' or 'core', got {mode!r}")
+        if temperature <= 0:
+            raise ValueError(f"cmc temperature: expected > 0, got {temperature}")
+        if negatives not in ("batch", "bank"):
+            raise ValueError(f"cmc negatives: expected 'batch' or 'bank', got {negatives!r}")
+        if loss not in ("nce", "softmax"):
+            raise ValueError(f"cmc loss: expected 'nce' or 'softmax', got {loss!r}")
+        if negatives == "bank":
+            if bank_size is None or bank_size < 2:
+                raise ValueError(f"cmc bank_size: expected the number of training samples (>= 2), got {bank_size}")
+            if not 0 < num_negatives < bank_size:
+                raise ValueError(f"cmc num_negatives: expected 0 < K < bank_size={bank_size}, got {num_negatives}")
+            if not 0 <= momentum < 1:
+                raise ValueError(f"cmc momentum: expected a value in [0, 1), got {momentum}")
+
+    def requires(self) -> dict[str, tuple[str, ...]]:
+        return {view: () for view in self.views}
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """Index pairs (i, j), i < j, of the views that are contrasted."""
+        m = len(self.views)
+        if self.mode == "core":
+            return [(0, j) for j in range(1, m)]
+        return [(i, j) for i in range(m) for j in range(i + 1, m)]
+
+    def _vectors(self, features: FeatureDict) -> list[torch.Tensor]:
+        vectors = [features[v].global_ for v in self.views]
+        return [F.normalize(z.float(), dim=1) for z in vectors] if self.normalize else vectors
+
+    def compute(self, features: FeatureDict, batch: Mapping) -> ObjectiveOutput:
+        z = self._vectors(features)
+        if self.negatives == "batch":
+            loss, metrics = self._in_batch(z)
+        else:
+            loss, metrics = self._memory_bank(z, self._indices(batch, z[0].shape[0]))
+        metrics["temperature"] = torch.exp(-self.log_inv_tau).detach()
+        if self.training:
+            self.step += 1
+        return ObjectiveOutput(loss, metrics)
+
+    def _in_batch(self, z: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """In-batch InfoNCE, ``z``: per view ``[B, D]``; other processes' rows are negatives (with gradients)."""
+        gathered = [gather_with_grad(v) for v in z]
+        offset = local_offset(z[0].shape[0])
+        inv_tau = torch.exp(self.log_inv_tau)
+        total, metrics = None, {}
+        for i, j in self.pairs():
+            pair_loss = None
+            for a, c in ((i, j), (j, i)):
+                est = infonce(z[a] @ gathered[c].T * inv_tau, offset)  # [B, M]
+                pair_loss = est.loss if pair_loss is None else pair_loss + est.loss
+                metrics[f"mi_{self.views[a]}_{self.views[c]}"] = est.mi
+            total = pair_loss if total is None else total + pair_loss
+        return total, metrics
+
+    def _indices(self, batch: Mapping, b: int) -> torch.Tensor:
+        if self.index_key not in batch:
+            raise ValueError(
+                f"objective cmc (negatives='bank') needs batch[{self.index_key!r}] with sample indices, "
+                f"batch has keys {sorted(map(str, batch))}"
+            )
+        idx = torch.as_tensor(batch[self.index_key]).long().reshape(-1)
+        if idx.numel() != b or (idx.numel() and (idx.min() < 0 or idx.max() >= self.bank_size)):
+            raise ValueError(
+                f"objective cmc: batch[{self.index_key!r}] must hold {b} indices in [0, {self.bank_size}), got "
+                f"{idx.numel()} in [{int(idx.min()) if idx.numel() else '-'}, {int(idx.max()) if idx.numel() else '-'}]"
+            )
+        return idx
+
+    def draw_negatives(self, idx: torch.Tensor) -> torch.Tensor:
+        """``[B, K + 1]`` bank rows for this process: column 0 the positive, then K uniform draws."""
+        rank, world = rank_and_world()
+        b = idx.shape[0]
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.step))
+        drawn = torch.randint(self.bank_size, (b * world, self.num_negatives), generator=generator)
+        drawn = drawn[rank * b : (rank + 1) * b].to(idx.device)
+        return torch.cat([idx.reshape(b, 1), drawn], dim=1)
+
+    def _memory_bank(self, z: list[torch.Tensor], idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Score each view's vectors ``[B, D]`` against the OTHER view's bank rows ``[B, K + 1, D]``."""
+        rows = self.draw_negatives(idx)
+        inv_tau = torch.exp(self.log_inv_tau)
+        total, metrics = None, {}
+        for i, j in self.pairs():
+            pair_loss = None
+            for a, c in ((i, j), (j, i)):
+                weights = self.bank[c][rows]  # [B, K + 1, D], a buffer: no gradient
+                scores = einsum(weights, z[a], "b k d, b d -> b k") * inv_tau
+                if self.loss_kind == "softmax":
+                    loss = F.cross_entropy(scores.float(), torch.zeros_like(idx))
+                else:
+                    loss = bank_nce_loss(scores, self._log_z(a, c, scores), self.bank_size)
+                pair_loss = loss if pair_loss is None else pair_loss + loss
+                metrics[f"acc_{self.views[a]}_{self.views[c]}"] = (scores.argmax(1) == 0).float().mean().detach()
+            total = pair_loss if total is None else total + pair_loss
+        return total, metrics
+
+    def _log_z(self, a: int, c: int, scores: torch.Tensor) -> torch.Tensor:
+        """log Z for anchor view a against bank c: set ONCE to log(N * mean exp(s)) over the global batch."""
+        if torch.isnan(self.log_z[a, c]):
+            with torch.no_grad():
+                mean_exp = all_reduce_mean(torch.exp(scores.float()).mean())
+                self.log_z[a, c] = torch.log(mean_exp * self.bank_size)
+        return self.log_z[a, c]
+
+    @torch.no_grad()
+    def after_step(self, features: FeatureDict, batch: Mapping) -> None:
+        """Bank update from every process's vectors and indices, so every process keeps the same bank."""
+        if self.negatives != "bank":
+            return
+        z = self._vectors({v: features[v].detach() for v in self.views})
+        idx = gather_no_grad(self._indices(batch, z[0].shape[0]).to(self.bank.device))
+        for v, vectors in enumerate(z):
+            rows = gather_no_grad(vectors.to(self.bank.dtype))
+            mixed = self.momentum * self.bank[v, idx] + (1 - self.momentum) * rows
+            self.bank[v, idx] = F.normalize(mixed, dim=1)
