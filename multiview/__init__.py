@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 
 def load_encoder(path, **kwargs):
-    """Load an encoder exported by ``multiview export`` (safetensors + config). See multiview.train.export."""
-    from multiview.train.export import load_encoder as _load
+    """Load an encoder exported by ``multiview export`` (safetensors + config). See multiview.encoders.export."""
+    from multiview.encoders.export import load_encoder as _load
 
     return _load(path, **kwargs)
 
