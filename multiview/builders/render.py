@@ -143,10 +143,7 @@ def ring_cameras(
     """``k`` cameras evenly spaced in azimuth on a ring at one elevation, all looking at ``look_at``."""
     if k < 1:
         raise ValueError(f"number of cameras must be >= 1, got {k}")
-    return [
-        camera_pose((azimuth_offset + 360.0 * i / k) % 360.0, elevation, distance, fov, look_at)
-        for i in range(k)
-    ]
+    return [camera_pose((azimuth_offset + 360.0 * i / k) % 360.0, elevation, distance, fov, look_at) for i in range(k)]
 
 
 def cameras_to_tensors(cameras: Sequence[Sequence[dict]]) -> dict[str, torch.Tensor]:

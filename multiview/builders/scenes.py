@@ -261,3 +261,33 @@ def vocabulary(config: ScenesConfig) -> dict:
             "degrees; image row 0 at the top"
         ),
     }
+
+
+def build(
+    out_dir,
+    n_train: int = 3000,
+    n_test: int = 500,
+    seed: int = 0,
+    config: ScenesConfig | None = None,
+    batch_size: int = 32,
+    maxcount: int = 1000,
+    show_progress: bool = False,
+) -> dict:
+    """Render ``n_train`` / ``n_test`` scenes (disjoint random streams per split) as shards; returns the manifest."""
+    from multiview.builders._common import write
+
+    config = config or ScenesConfig()
+    counts = {"train": n_train, "test": n_test}
+    for split, n in counts.items():
+        if n < 1:
+            raise ValueError(f"n_{split} must be >= 1, got {n}")
+    return write(
+        out_dir,
+        {split: iter_scene_samples(n, split, seed, config, batch_size) for split, n in counts.items()},
+        counts,
+        builder="scenes",
+        builder_args={"n_train": n_train, "n_test": n_test, "seed": seed, **asdict(config)},
+        extra=vocabulary(config),
+        maxcount=maxcount,
+        show_progress=show_progress,
+    )

