@@ -1,0 +1,43 @@
+"""WebDataset shards: write (with a manifest), read as a deterministic stream, verify and inspect.
+
+Writing::
+
+    from multiview.data import Audio, write_dataset
+    write_dataset("shards/toy", {"train": samples}, builder="toy", maxcount=1000)
+
+Reading for training (no ``accelerator.prepare`` on this loader: ranks and workers are split here)::
+
+    from multiview.data import ShardStream, make_loader
+    stream = ShardStream("shards/toy", "train", map_fn=views, batch_size=64, seed=0)
+    loader = make_loader(stream, num_workers=2)
+    for epoch in range(epochs):
+        stream.set_epoch(epoch)
+        for batch in loader: ...          # stream.state_dict() -> {"epoch", "batches"} for resuming
+
+Reading for evaluation: ``for sample in iter_samples("shards/toy", "test"): ...``.
+The format is documented in docs/shards.md.
+"""
+
+from multiview.data.fields import Audio, FieldError
+from multiview.data.manifest import MANIFEST_NAME, ManifestError, load_manifest
+from multiview.data.reader import ShardError, ShardReader, iter_samples
+from multiview.data.stream import ShardStream, collate, epoch_plan, make_loader
+from multiview.data.writer import WriteError, sanitize_key, write_dataset
+
+__all__ = [
+    "MANIFEST_NAME",
+    "Audio",
+    "FieldError",
+    "ManifestError",
+    "ShardError",
+    "ShardReader",
+    "ShardStream",
+    "WriteError",
+    "collate",
+    "epoch_plan",
+    "iter_samples",
+    "load_manifest",
+    "make_loader",
+    "sanitize_key",
+    "write_dataset",
+]

@@ -1,0 +1,118 @@
+"""``multiview shards write | inspect | verify`` (heavy imports happen inside the handlers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _size(text: str) -> int:
+    """``"256M"`` / ``"1G"`` / ``"4096"`` -> bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("b")
+    try:
+        return int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected bytes or a number with k/M/G") from None
+
+
+def _write(args: argparse.Namespace) -> int:
+    from multiview.data.sources import SourceError, folder_splits, table_splits
+    from multiview.data.writer import WriteError, write_dataset
+
+    modalities = {}
+    for item in args.modality or []:
+        field, eq, modality = item.partition("=")
+        if not eq:
+            print(f"error: --modality {item!r}: expected FIELD.EXT=MODALITY", file=sys.stderr)
+            return 2
+        modalities[field] = modality
+    try:
+        if args.from_folder:
+            splits = folder_splits(args.from_folder, args.split, args.split_dirs)
+            source = {"from_folder": args.from_folder, "split_dirs": args.split_dirs}
+        else:
+            table = args.from_csv or args.from_jsonl
+            splits = table_splits(table, args.split)
+            source = {"from_table": table}
+        manifest = write_dataset(
+            args.out,
+            splits,
+            builder=args.builder,
+            builder_args={**source, "split": args.split},
+            maxcount=args.maxcount,
+            maxsize=args.maxsize,
+            modalities=modalities,
+        )
+    except (SourceError, WriteError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for split, entry in manifest["splits"].items():
+        print(f"{split}: {entry['count']} samples in {len(entry['shards'])} shard(s) -> {args.out}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from multiview.data.inspect import format_summary, preview, summarize
+    from multiview.data.manifest import ManifestError
+
+    try:
+        summary = summarize(args.dir)
+    except ManifestError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary, per_shard=not args.brief))
+    if args.preview:
+        print(f"preview: {preview(args.dir, args.preview, split=args.split, n=args.n)}", file=sys.stderr)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from multiview.data.verify import verify
+
+    report = verify(args.dir, args.split)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"BAD {problem}")
+    print(f"{report.samples} samples checked, {len(report.problems)} problem(s)")
+    return 0 if report.ok else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``shards`` with ``write``, ``inspect`` and ``verify`` to the ``multiview`` command."""
+    shards = subparsers.add_parser("shards", help="write, inspect and verify WebDataset shard folders")
+    sub = shards.add_subparsers(dest="shards_command", metavar="SUBCOMMAND", required=True)
+
+    w = sub.add_parser(
+        "write",
+        help="write shards + manifest.json from a folder tree or a CSV/JSONL table",
+        description="Each field is validated (decoded) while writing; a bad source fails with its file and reason.",
+    )
+    w.add_argument("out", help="output folder (shards + manifest.json)")
+    source = w.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-folder", metavar="DIR", help="DIR/<sample>/<name>.<ext>: one sub-folder per sample")
+    source.add_argument("--from-csv", metavar="FILE", help="CSV: columns <name>.<ext> (paths / values), key, split")
+    source.add_argument("--from-jsonl", metavar="FILE", help="JSONL: one object per line, same columns as --from-csv")
+    w.add_argument("--split", default="train", help="split name for samples without one (default: train)")
+    w.add_argument("--split-dirs", action="store_true", help="--from-folder holds DIR/<split>/<sample>/...")
+    w.add_argument("--maxcount", type=int, default=1000, help="samples per shard at most (default 1000)")
+    w.add_argument("--maxsize", type=_size, default=256 << 20, help="bytes per shard at most, e.g. 256M (default)")
+    w.add_argument("--builder", default="shards-write", help="builder name recorded in the manifest")
+    w.add_argument("--modality", action="append", metavar="FIELD=MOD", help="override a field's modality")
+    w.set_defaults(func=_write)
+
+    i = sub.add_parser("inspect", help="counts, fields, shapes, dtypes, sample rates; --preview draws samples")
+    i.add_argument("dir", help="shard folder (with manifest.json)")
+    i.add_argument("--preview", metavar="OUT.png", help="draw a grid of the first samples to this PNG")
+    i.add_argument("--split", help="split to preview (default: the first)")
+    i.add_argument("-n", type=int, default=6, help="samples in the preview (default 6)")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    i.add_argument("--brief", action="store_true", help="omit per-shard counts")
+    i.set_defaults(func=_inspect)
+
+    v = sub.add_parser("verify", help="decode every sample; list every bad one; exit 1 if any")
+    v.add_argument("dir", help="shard folder (with manifest.json)")
+    v.add_argument("--split", action="append", help="only this split (repeatable; default: all)")
+    v.set_defaults(func=_verify)

@@ -1,0 +1,208 @@
+"""Random access to the samples of a shard folder, and the ordered pass ``iter_samples`` (evaluation).
+
+A shard is indexed once per process by reading its tar headers only (no data): member name -> (offset, size).
+A sample is then read with ``os.pread`` and decoded field by field with :mod:`multiview.data.fields`, so a
+global shuffle costs one read per field and nothing is decoded that was not asked for.
+
+Every read error is a :class:`ShardError` naming the shard, the key, the field and the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from multiview.data.fields import FieldError, decode_value
+from multiview.data.manifest import load_manifest, split_entry
+
+
+class ShardError(ValueError):
+    """A shard, a sample or a field cannot be read or decoded.
+
+    Attributes ``shard``, ``key``, ``field`` and ``cause`` hold the parts of the message.
+    """
+
+    def __init__(self, shard: str, cause: str, key: str | None = None, field: str | None = None):
+        self.shard, self.key, self.field, self.cause = shard, key, field, cause
+        where = shard + (f", key {key!r}" if key is not None else "") + (f", field {field!r}" if field else "")
+        super().__init__(f"{where}: {cause}")
+
+
+@dataclass(frozen=True)
+class SampleEntry:
+    """Where one sample's fields lie in its tar: ``{"image.png": (offset, size), ...}``."""
+
+    key: str
+    members: dict[str, tuple[int, int]]
+
+
+def _split_member(name: str) -> tuple[str, str]:
+    """WebDataset's rule: the key ends at the first dot of the basename -> (key, "<field>.<ext>")."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, field = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), field
+
+
+def index_shard(path: Path, expected: int | None = None, expected_bytes: int | None = None) -> list[SampleEntry]:
+    """Read the headers of one tar -> its samples in stored order.
+
+    Raises ShardError for a missing file, a file that is not a tar, and a truncated tar (data running past the
+    end of the file, or a size / sample count that differs from the manifest's).
+    """
+    name = path.name
+    try:
+        size = path.stat().st_size
+        tar = tarfile.open(path, "r:")  # noqa: SIM115 (entered with `with` below, after the error mapping)
+    except FileNotFoundError:
+        raise ShardError(name, f"file not found: {path}") from None
+    except tarfile.ReadError as err:
+        raise ShardError(name, f"not a tar file ({err})") from None
+    samples: list[SampleEntry] = []
+    with tar:
+        try:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                if member.offset_data + member.size > size:
+                    raise ShardError(name, f"truncated tar: member {member.name!r} runs past the end ({size} bytes)")
+                key, field = _split_member(member.name)
+                if not samples or samples[-1].key != key:
+                    samples.append(SampleEntry(key, {}))
+                samples[-1].members[field] = (member.offset_data, member.size)
+        except tarfile.ReadError as err:
+            raise ShardError(name, f"corrupt tar after {len(samples)} samples ({err})") from None
+    if expected_bytes is not None and size != expected_bytes:
+        raise ShardError(name, f"truncated or rewritten: {size} bytes, the manifest says {expected_bytes}")
+    if expected is not None and len(samples) != expected:
+        raise ShardError(name, f"holds {len(samples)} samples, the manifest says {expected} (truncated?)")
+    return samples
+
+
+def decode_sample(shard: str, entry: SampleEntry, blobs: dict[str, bytes], fields: Sequence[str] | None) -> dict:
+    """Decode the wanted fields (names without extension; None = all) of one sample -> a sample dict."""
+    by_name = {f.rpartition(".")[0] or f: f for f in entry.members}
+    wanted = list(by_name) if fields is None else fields
+    sample: dict[str, Any] = {"__key__": entry.key, "__shard__": shard}
+    for name in wanted:
+        field = by_name.get(name)
+        if field is None:
+            raise ShardError(shard, f"missing field; the sample has {sorted(entry.members)}", entry.key, name)
+        try:
+            value = decode_value(field.rpartition(".")[2].lower(), blobs[field])
+        except FieldError as err:
+            raise ShardError(shard, str(err), entry.key, field) from None
+        if isinstance(value, tuple):  # WAV: (waveform, sample rate)
+            sample[name], sample[f"{name}.sample_rate"] = value
+        else:
+            sample[name] = value
+    return sample
+
+
+class ShardReader:
+    """Reads sample ``j`` of shard ``i`` of one split; shard indexes and file handles are cached per process.
+
+    Picklable: the caches are dropped on pickling, so each DataLoader worker builds its own.
+    """
+
+    def __init__(self, root: str | Path, split: str, fields: Sequence[str] | None = None, max_open: int = 64):
+        self.root = Path(root)
+        self.split = split
+        self.manifest = load_manifest(self.root)
+        entry = split_entry(self.manifest, split, self.root)
+        self.shards: list[dict[str, Any]] = entry["shards"]
+        self.counts = [int(s["count"]) for s in self.shards]
+        self.fields = None if fields is None else list(fields)
+        self.max_open = max_open
+        self._indexes: dict[int, list[SampleEntry] | ShardError] = {}
+        self._fds: OrderedDict[int, int] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_indexes": {}, "_fds": OrderedDict()}
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            os.close(fd)
+        self._fds = OrderedDict()
+
+    def index(self, shard: int) -> list[SampleEntry]:
+        """The sample entries of shard ``shard`` (raises its ShardError every time it is asked)."""
+        if shard not in self._indexes:
+            info = self.shards[shard]
+            try:
+                self._indexes[shard] = index_shard(self.root / info["name"], info["count"], info.get("bytes"))
+            except ShardError as err:
+                self._indexes[shard] = err
+        found = self._indexes[shard]
+        if isinstance(found, ShardError):
+            raise found
+        return found
+
+    def _fd(self, shard: int) -> int:
+        if shard in self._fds:
+            self._fds.move_to_end(shard)
+            return self._fds[shard]
+        if len(self._fds) >= self.max_open:
+            os.close(self._fds.popitem(last=False)[1])
+        fd = os.open(self.root / self.shards[shard]["name"], os.O_RDONLY)
+        self._fds[shard] = fd
+        return fd
+
+    def read(self, shard: int, j: int) -> dict[str, Any]:
+        """Decode sample ``j`` of shard ``shard`` -> ``{"__key__", "__shard__", <field>: value, ...}``."""
+        name = self.shards[shard]["name"]
+        entries = self.index(shard)
+        entry = entries[j]
+        by_name = {f.rpartition(".")[0] or f: f for f in entry.members}
+        wanted = by_name.values() if self.fields is None else [by_name[n] for n in self.fields if n in by_name]
+        fd = self._fd(shard)
+        blobs = {}
+        for field in wanted:
+            offset, size = entry.members[field]
+            blobs[field] = os.pread(fd, size, offset)
+            if len(blobs[field]) != size:
+                raise ShardError(name, f"short read: {len(blobs[field])} of {size} bytes", entry.key, field)
+        return decode_sample(name, entry, blobs, self.fields)
+
+    def key_of(self, shard: int, j: int) -> str:
+        """The key of a sample, or ``#<j>`` when the shard cannot be indexed."""
+        try:
+            return self.index(shard)[j].key
+        except ShardError:
+            return f"#{j}"
+
+
+def iter_samples(
+    root: str | Path, split: str, fields: Sequence[str] | None = None, on_error: str = "raise"
+) -> Iterator[dict[str, Any]]:
+    """Every sample of a split once, in stored order, in this process (evaluation, export).
+
+    Args:
+        root: shard folder (with manifest.json).
+        split: split name, e.g. "test".
+        fields: field names without extension to decode (None: all).
+        on_error: "raise" (default) or "skip" (skipped samples are logged and counted in the log).
+
+    Yields:
+        Decoded sample dicts (see docs/architecture.md section 1).
+    """
+    from multiview.data.stream import ErrorPolicy
+
+    policy = ErrorPolicy(on_error, f"iter_samples({root}, {split!r})")
+    reader = ShardReader(root, split, fields)
+    try:
+        for shard, count in enumerate(reader.counts):
+            for j in range(count):
+                sample = policy.attempt(reader, shard, j)
+                if sample is not None:
+                    yield sample
+    finally:
+        reader.close()
+        policy.report()

@@ -1,0 +1,388 @@
+"""ShardStream: a deterministic, resumable stream of (mapped, batched) samples over a shard folder.
+
+How an epoch is laid out (every process computes the same plan from seed, epoch and the manifest):
+
+1. The plan is a list of sample references. Non-resampled: every sample of the split once, in one global
+   order (a permutation seeded by ``(seed, epoch)`` when shuffling, stored order otherwise). Resampled: shards
+   drawn with replacement by a generator seeded with ``(seed, epoch)`` until ``epoch_size`` samples are
+   covered, their samples shuffled and cut to ``epoch_size``.
+2. The plan is cut into global batches of ``batch_size`` and dealt to ranks in turn: global batch ``b`` goes
+   to rank ``b % world_size``, so step ``i`` of all ranks together is one contiguous slice of the plan.
+   Every rank gets the same number of batches ``K``: with ``tail="drop"`` the plan is cut to
+   ``K * world_size * batch_size`` samples (``K`` rounded down); with ``tail="pad"`` it is extended by
+   repeating its first samples, each flagged ``__pad__ = True`` so evaluation can drop them (``K`` rounded up).
+3. Inside a rank, DataLoader worker ``w`` of ``W`` makes rank batches ``w, w + W, w + 2W, ...``; the
+   DataLoader takes one batch from each worker in turn, so the batches come out in plan order whatever ``W``.
+
+Hence in non-resampled mode with ``tail="pad"`` each sample is seen exactly once per epoch across all ranks x
+workers (plus flagged repeats), and the stream does not depend on ``accelerator.prepare()``: do not prepare the
+loader, move batches to the device yourself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from multiview.data.reader import ShardError, ShardReader
+
+log = logging.getLogger(__name__)
+TAILS = ("drop", "pad")
+ON_ERROR = ("raise", "skip")
+
+
+class ErrorPolicy:
+    """Applies ``on_error``: re-raise, or log the skip and count it (``report()`` logs the total)."""
+
+    def __init__(self, on_error: str, where: str):
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error is {on_error!r}; expected one of {ON_ERROR}")
+        self.on_error, self.where, self.skipped = on_error, where, 0
+        self._logged: set[str] = set()
+
+    def attempt(self, reader: ShardReader, shard: int, j: int) -> dict[str, Any] | None:
+        try:
+            return reader.read(shard, j)
+        except ShardError as err:
+            if self.on_error == "raise":
+                raise
+            self.skipped += 1
+            if err.key is not None or str(err) not in self._logged:  # a bad shard is logged once, not per sample
+                self._logged.add(str(err))
+                log.warning("skipped sample #%d of %s: %s", j, err.shard, err)
+            return None
+
+    def report(self) -> None:
+        if self.skipped:
+            log.warning("%s: skipped %d bad sample(s) this epoch", self.where, self.skipped)
+
+
+def stable_seed(*parts: Any) -> int:
+    """A 63-bit seed from a stable hash of ``parts`` (same in every process, unlike ``hash()``)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def sample_generator(seed: int, epoch: int, key: str) -> torch.Generator:
+    """The generator handed to ``map_fn`` for one sample: seeded by ``(seed, epoch, key)``.
+
+    Uses ``multiview.views.derive_generator`` (the contract of docs/architecture.md section 2) when the views
+    package is importable, so views behave the same inside and outside the data pipeline.
+    """
+    try:
+        from multiview.views import derive_generator
+    except ImportError:
+        return torch.Generator().manual_seed(stable_seed(seed, epoch, key))
+    return derive_generator(seed, epoch, key)
+
+
+def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit values, else torch.distributed when initialised, else env RANK / WORLD_SIZE, else (0, 1)."""
+    if rank is None or world_size is None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            found = dist.get_rank(), dist.get_world_size()
+        else:
+            found = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        rank = found[0] if rank is None else rank
+        world_size = found[1] if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(
+            f"rank must be in [0, world_size) and world_size >= 1; got rank={rank}, world_size={world_size}"
+        )
+    return rank, world_size
+
+
+def epoch_plan(
+    counts: Sequence[int],
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    resampled: bool,
+    epoch_size: int | None,
+    batch: int,
+    world_size: int,
+    tail: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The global sample order of one epoch -> (``global_index [M]`` int64, ``is_pad [M]`` bool).
+
+    ``M = K * world_size * batch`` with ``K`` the batches per rank; a global index ``g`` is sample
+    ``g - offsets[s]`` of the shard ``s`` holding it (offsets = cumulative shard counts).
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        raise ValueError("the split holds no samples")
+    rng = np.random.default_rng([seed, epoch])
+    if resampled:
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        drawn, covered = [], 0
+        while covered < epoch_size:  # shards with replacement (empty shards are never drawn)
+            s = int(rng.choice(len(counts), p=counts / total))
+            drawn.append(np.arange(offsets[s], offsets[s + 1]))
+            covered += int(counts[s])
+        order = np.concatenate(drawn)
+        order = (rng.permutation(order) if shuffle else order)[:epoch_size]
+    else:
+        order = rng.permutation(total) if shuffle else np.arange(total)
+    per_step = world_size * batch
+    steps = len(order) // per_step if tail == "drop" else -(-len(order) // per_step)
+    if steps == 0:
+        raise ValueError(
+            f"{len(order)} samples make no full step of world_size x batch_size = {per_step} with tail='drop'; "
+            "use tail='pad' or a smaller batch"
+        )
+    size = steps * per_step
+    is_pad = np.arange(size) >= len(order)
+    return np.resize(order, size), is_pad
+
+
+def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack a list of sample dicts: tensors -> ``[B, ...]``, ints / floats / bools -> ``[B]`` tensors,
+    anything else (str, dict, list, None) -> a list. Tensors whose shapes differ raise ValueError naming the key.
+    """
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    out: dict[str, Any] = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        first = values[0]
+        if isinstance(first, torch.Tensor):
+            shapes = {tuple(v.shape) for v in values}
+            if len(shapes) > 1:
+                raise ValueError(f"batch key {key!r}: tensors of different shapes {sorted(shapes)}; resize in map_fn")
+            out[key] = torch.stack(values)
+        elif isinstance(first, bool | np.bool_):
+            out[key] = torch.tensor(values, dtype=torch.bool)
+        elif isinstance(first, int | np.integer):
+            out[key] = torch.tensor(values, dtype=torch.int64)
+        elif isinstance(first, float):
+            out[key] = torch.tensor(values, dtype=torch.float32)
+        else:
+            out[key] = values
+    return out
+
+
+class ShardStream(IterableDataset):
+    """A deterministic stream over one split of a shard folder, split by rank and DataLoader worker.
+
+    Args:
+        root: shard folder with manifest.json.
+        split: split name.
+        fields: field names (no extension) to decode; None decodes all.
+        map_fn: ``map_fn(sample, generator) -> dict`` applied to each decoded sample (the view generator);
+            ``generator`` is a torch.Generator seeded from ``(seed, epoch, key)``.
+        keep: keys of the decoded sample copied next to map_fn's output (default: ``__key__`` and every field
+            of modality ``label``). Without map_fn the whole decoded sample is kept.
+        batch_size: samples per batch (collated in the worker); None yields single samples.
+        shuffle: shuffle the global order (non-resampled) / the drawn samples (resampled).
+        resampled: draw shards with replacement, ``epoch_size`` samples per epoch.
+        epoch_size: samples per epoch across all ranks (resampled mode only; default the split's count).
+        tail: "drop" or "pad" (see the module docstring); default "pad".
+        seed: base seed (non-negative int).
+        rank, world_size: this process's place; default from torch.distributed, else env RANK / WORLD_SIZE.
+        on_error: "raise" or "skip" (a bad sample is replaced by a repeat of a good one of its batch flagged
+            ``__pad__``; the count is logged at the end of the epoch and kept in ``skipped``).
+
+    Every item carries ``__pad__`` (bool). ``len(stream)`` is the number of items (batches) per rank per epoch.
+
+    Examples:
+        >>> stream = ShardStream("shards/mfeat", "train", batch_size=64, seed=0)  # doctest: +SKIP
+        >>> loader = make_loader(stream, num_workers=2)  # doctest: +SKIP
+        >>> for epoch in range(3):  # doctest: +SKIP
+        ...     stream.set_epoch(epoch)
+        ...     for batch in loader: ...
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        fields: Sequence[str] | None = None,
+        map_fn: Callable[[dict, torch.Generator], Mapping[str, Any]] | None = None,
+        keep: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        resampled: bool = False,
+        epoch_size: int | None = None,
+        tail: str = "pad",
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        on_error: str = "raise",
+    ):
+        super().__init__()
+        if tail not in TAILS:
+            raise ValueError(f"tail is {tail!r}; expected one of {TAILS}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error is {on_error!r}; expected one of {ON_ERROR}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None; got {batch_size}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+        if epoch_size is not None and not resampled:
+            raise ValueError(f"epoch_size={epoch_size} needs resampled=True (a non-resampled epoch is the split)")
+        self.reader = ShardReader(root, split, fields)
+        self.root, self.split = Path(root), split
+        if epoch_size is not None and epoch_size < 1:
+            raise ValueError(f"epoch_size must be >= 1; got {epoch_size}")
+        self.epoch_size = epoch_size or sum(self.reader.counts)
+        self.map_fn, self.batch_size, self.shuffle, self.resampled = map_fn, batch_size, shuffle, resampled
+        self.tail, self.seed, self.on_error = tail, seed, on_error
+        self.rank, self.world_size = rank, world_size
+        if keep is None:
+            fields_info = self.reader.manifest["fields"]
+            labels = [f.rpartition(".")[0] for f, info in fields_info.items() if info.get("modality") == "label"]
+            keep = ["__key__", *labels]
+        self.keep = list(keep)
+        self.epoch = 0
+        self.batches_consumed = 0  # counted by make_loader's loader in the main process
+        self._start = 0  # items to skip at the next iteration (resume)
+        self.skipped = 0
+
+    # ------------------------------------------------------------------------------------------ position
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to iterate next. Re-selecting the epoch a state was loaded for keeps its position."""
+        if epoch != self.epoch:
+            self._start = 0
+            self.batches_consumed = 0
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch", "batches"}``: the epoch and how many items of it the loader has handed out."""
+        return {"epoch": self.epoch, "batches": self.batches_consumed}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue from a state: the next iteration starts at item ``state["batches"]`` of ``state["epoch"]``."""
+        missing = {"epoch", "batches"} - set(state)
+        if missing:
+            raise ValueError(f"stream state needs keys epoch and batches; missing {sorted(missing)} in {dict(state)}")
+        self.epoch = int(state["epoch"])
+        self._start = self.batches_consumed = int(state["batches"])
+
+    # ---------------------------------------------------------------------------------------------- plan
+    def _plan(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """This rank's items: (``global_index [K, B]``, ``is_pad [K, B]``, rank, world_size)."""
+        rank, world = resolve_rank(self.rank, self.world_size)
+        batch = self.batch_size or 1
+        order, is_pad = epoch_plan(
+            self.reader.counts,
+            seed=self.seed,
+            epoch=self.epoch,
+            shuffle=self.shuffle,
+            resampled=self.resampled,
+            epoch_size=self.epoch_size,
+            batch=batch,
+            world_size=world,
+            tail=self.tail,
+        )
+        # [steps * world * batch] -> [steps, world, batch]; this rank's column is its batch sequence
+        order = order.reshape(-1, world, batch)[:, rank]
+        is_pad = is_pad.reshape(-1, world, batch)[:, rank]
+        return order, is_pad, rank, world
+
+    def __len__(self) -> int:
+        rank, world = resolve_rank(self.rank, self.world_size)
+        per_step = world * (self.batch_size or 1)
+        n = self.epoch_size if self.resampled else sum(self.reader.counts)
+        return n // per_step if self.tail == "drop" else -(-n // per_step)
+
+    # ----------------------------------------------------------------------------------------- iteration
+    def _item(self, sample: dict[str, Any], pad: bool) -> dict[str, Any]:
+        if self.map_fn is None:
+            item = dict(sample)
+        else:
+            generator = sample_generator(self.seed, self.epoch, sample["__key__"])
+            item = dict(self.map_fn(sample, generator))
+            for key in self.keep:
+                if key not in sample:
+                    raise ValueError(f"keep names {key!r}, which the decoded sample lacks (it has {sorted(sample)})")
+                item[key] = sample[key]
+        item["__pad__"] = bool(pad)
+        return item
+
+    def _batch(self, refs: np.ndarray, pads: np.ndarray, offsets: np.ndarray, policy: ErrorPolicy) -> list[dict]:
+        items: list[dict | None] = []
+        for g, pad in zip(refs.tolist(), pads.tolist()):
+            shard = int(np.searchsorted(offsets, g, side="right") - 1)
+            sample = policy.attempt(self.reader, shard, g - int(offsets[shard]))
+            items.append(None if sample is None else self._item(sample, pad))
+        good = [item for item in items if item is not None]
+        if not good:
+            where = f"{self.root} split {self.split!r}, epoch {self.epoch}"
+            raise ShardError(where, f"every sample of a batch of {len(items)} failed to decode (see the log)")
+        # keep the batch size equal on every rank: a skipped sample becomes a flagged repeat of a good one
+        return [item if item is not None else {**good[i % len(good)], "__pad__": True} for i, item in enumerate(items)]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        order, is_pad, rank, _ = self._plan()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        offsets = np.concatenate([[0], np.cumsum(self.reader.counts)])
+        policy = ErrorPolicy(self.on_error, f"{self.root} split {self.split!r} epoch {self.epoch} rank {rank}")
+        try:
+            for i in range(self._start + worker, len(order), workers):
+                batch = self._batch(order[i], is_pad[i], offsets, policy)
+                yield collate(batch) if self.batch_size is not None else batch[0]
+        finally:
+            self.skipped += policy.skipped
+            policy.report()
+            self._start = 0
+
+
+class ShardLoader(DataLoader):
+    """A DataLoader over a ShardStream that counts the batches it hands out (for ``stream.state_dict()``)."""
+
+    def __iter__(self):
+        stream: ShardStream = self.dataset
+        stream.batches_consumed = stream._start
+        try:
+            for batch in super().__iter__():
+                stream.batches_consumed += 1
+                yield batch
+        finally:
+            stream._start = 0
+
+
+def make_loader(
+    stream: ShardStream,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    *,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+) -> ShardLoader:
+    """A DataLoader of collated batches over ``stream`` (batches are made in the workers, in plan order).
+
+    Args:
+        stream: the ShardStream; its ``batch_size`` is set here when it has none.
+        batch_size: samples per batch; must match ``stream.batch_size`` if both are given.
+        num_workers: DataLoader worker processes (0: in this process). Workers are not persistent so that
+            ``set_epoch`` reaches them.
+    """
+    if batch_size is None and stream.batch_size is None:
+        raise ValueError("make_loader needs a batch_size (here or on the stream); got none")
+    if batch_size is not None and stream.batch_size not in (None, batch_size):
+        raise ValueError(f"batch_size={batch_size} differs from the stream's batch_size={stream.batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0; got {num_workers}")
+    stream.batch_size = stream.batch_size or batch_size
+    extra = {"prefetch_factor": prefetch_factor} if num_workers > 0 and prefetch_factor else {}
+    return ShardLoader(
+        stream, batch_size=None, collate_fn=_identity, num_workers=num_workers, pin_memory=pin_memory, **extra
+    )
+
+
+def _identity(batch: Any) -> Any:
+    """The loader's collate: batches are already collated in the stream (a module function so it pickles)."""
+    return batch

@@ -1,0 +1,245 @@
+"""Write samples to WebDataset shards plus a manifest (docs/shards.md).
+
+Shards are plain POSIX tars with deterministic headers (mtime 0, no owner), so the same samples give
+byte-identical shards; any WebDataset reader can read them.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from multiview.data.fields import Audio, FieldError, check_field_name, encode_value
+from multiview.data.manifest import FORMAT, MANIFEST_NAME, MODALITIES, VERSION, infer_modality, write_manifest
+
+_KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_TAR_BLOCK = 512
+
+
+class WriteError(ValueError):
+    """A sample cannot be written; the message names the split, the key, the field (and file) and the cause."""
+
+
+def sanitize_key(key: Any) -> str:
+    """A key safe in a tar member name: every character outside ``[A-Za-z0-9_-]`` becomes ``_``.
+
+    WebDataset splits a member name at the first dot of its basename, so a key ``"a.b"`` would silently
+    read back as key ``"a"`` with a field ``"b.<ext>"``; slashes would create folders.
+
+    >>> sanitize_key("img.001/left")
+    'img_001_left'
+    """
+    if isinstance(key, bool) or not isinstance(key, str | int):
+        raise WriteError(f"__key__ must be a str or an int; got {type(key).__name__} {key!r}")
+    text = str(key)
+    if not text:
+        raise WriteError("__key__ is empty; expected a non-empty str")
+    return _KEY_BAD_CHARS.sub("_", text)
+
+
+class _ShardSink:
+    """Rolls samples over ``<split>-%06d.tar`` files by maxcount / maxsize and records what each holds."""
+
+    def __init__(self, root: Path, split: str, maxcount: int, maxsize: int):
+        self.root, self.split, self.maxcount, self.maxsize = root, split, maxcount, maxsize
+        self.shards: list[dict[str, Any]] = []
+        self._tar: tarfile.TarFile | None = None
+        self._bytes = 0
+
+    def _open_next(self) -> None:
+        self.close()
+        name = f"{self.split}-{len(self.shards):06d}.tar"
+        self._tar = tarfile.open(self.root / name, "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 (closed in close())
+        self.shards.append({"name": name, "count": 0, "bytes": 0})
+        self._bytes = 0
+
+    def add(self, key: str, members: list[tuple[str, bytes]]) -> None:
+        size = sum(_TAR_BLOCK + -(-len(data) // _TAR_BLOCK) * _TAR_BLOCK for _, data in members)
+        current = self.shards[-1] if self.shards else None
+        full = current is not None and (current["count"] >= self.maxcount or self._bytes + size > self.maxsize)
+        # an oversized sample still goes into the (empty) current shard rather than an endless chain of new ones
+        if current is None or (full and current["count"] > 0):
+            self._open_next()
+        for field, data in members:
+            info = tarfile.TarInfo(f"{key}.{field}")
+            info.size, info.mtime, info.mode = len(data), 0, 0o444
+            self._tar.addfile(info, io.BytesIO(data))
+        self._bytes += size
+        self.shards[-1]["count"] += 1
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self.shards[-1]["bytes"] = (self.root / self.shards[-1]["name"]).stat().st_size
+            self._tar = None
+
+
+def _merge_info(seen: dict[str, Any], info: dict[str, Any], where: str) -> None:
+    """Fold one sample's field description into the running one (shape dims that differ become None)."""
+    if not seen:
+        seen.update(info, sample_rates={info["sample_rate"]} if "sample_rate" in info else set())
+        seen.pop("sample_rate", None)
+        return
+    if info.get("dtype") != seen.get("dtype"):
+        raise WriteError(f"{where}: dtype {info.get('dtype')} differs from the first sample's {seen.get('dtype')}")
+    if "shape" in info:
+        if len(info["shape"]) != len(seen["shape"]):
+            raise WriteError(f"{where}: shape {info['shape']} has a different rank than the first sample's")
+        seen["shape"] = [a if a == b else None for a, b in zip(seen["shape"], info["shape"])]
+    if "sample_rate" in info:
+        seen["sample_rates"].add(info["sample_rate"])
+
+
+def _sample_members(sample: Mapping[str, Any], where: str) -> tuple[Any, dict[str, Any]]:
+    if not isinstance(sample, Mapping):
+        raise WriteError(f"{where}: a sample must be a dict; got {type(sample).__name__}")
+    if "__key__" not in sample:
+        raise WriteError(f"{where}: sample has no '__key__' (fields: {sorted(sample)})")
+    fields = {k: v for k, v in sample.items() if k != "__key__"}
+    for field in fields:
+        try:
+            check_field_name(field)
+        except FieldError as err:
+            raise WriteError(f"{where}, key {sample['__key__']!r}: {err}") from None
+    return sample["__key__"], fields
+
+
+def _write_split(root: Path, split: str, samples: Iterable, maxcount: int, maxsize: int, infos: dict) -> dict:
+    """Write one split; returns its manifest entry and fills ``infos`` {field: merged description}."""
+    sink, keys, field_set, renamed = _ShardSink(root, split, maxcount, maxsize), {}, None, 0
+    audio_npy: set[str] = set()
+    try:
+        for index, sample in enumerate(samples):
+            where = f"split {split!r}, sample #{index}"
+            raw_key, fields = _sample_members(sample, where)
+            key = sanitize_key(raw_key)
+            renamed += key != str(raw_key)
+            if key in keys:
+                raise WriteError(f"{where}: key {raw_key!r} (stored as {key!r}) repeats sample #{keys[key]}'s key")
+            keys[key] = index
+            if field_set is None:
+                field_set = sorted(fields)
+            elif sorted(fields) != field_set:
+                missing, extra = sorted(set(field_set) - set(fields)), sorted(set(fields) - set(field_set))
+                raise WriteError(
+                    f"{where}, key {raw_key!r}: fields differ from the first sample's {field_set}: "
+                    f"missing {missing}, extra {extra}"
+                )
+            members = []
+            for field in field_set:
+                value = fields[field]
+                where_field = f"{where}, key {raw_key!r}, field {field!r}" + (
+                    f" (file {value})" if isinstance(value, Path) else ""
+                )
+                try:
+                    data, info = encode_value(field, value)
+                except FieldError as err:
+                    raise WriteError(f"{where_field}: {err}") from None
+                if isinstance(value, Audio) and field.endswith(".npy"):
+                    audio_npy.add(field)
+                    info["sample_rate"] = int(value.sample_rate)
+                _merge_info(infos.setdefault(field, {}), info, where_field)
+                members.append((field, data))
+            sink.add(key, members)
+    finally:
+        sink.close()
+    for field in audio_npy:
+        infos[field]["audio"] = True
+    count = sum(s["count"] for s in sink.shards)
+    return {"count": count, "fields": field_set or [], "shards": sink.shards, "keys_sanitised": renamed}
+
+
+def _clear_previous(root: Path, splits: Iterable[str]) -> None:
+    """Remove an old manifest first (so a crash from here on is detectable), then the old shards of each split."""
+    (root / MANIFEST_NAME).unlink(missing_ok=True)
+    for split in splits:
+        for old in root.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+            old.unlink()
+
+
+def _field_entry(field: str, info: dict[str, Any], modalities: Mapping[str, str]) -> dict[str, Any]:
+    rates = sorted(info.pop("sample_rates", set()))
+    audio = info.pop("audio", False)
+    modality, group = infer_modality(field, info, audio=audio)
+    modality = modalities.get(field, modality)
+    entry: dict[str, Any] = {"modality": modality, **info}
+    if rates:
+        entry["sample_rate"] = rates[0] if len(rates) == 1 else rates
+    if modality == "camera":
+        entry["camera_group"] = group or field.rpartition(".")[0].rstrip("0123456789")
+    return entry
+
+
+def write_dataset(
+    out_dir: str | Path,
+    splits: Mapping[str, Iterable[Mapping[str, Any]]],
+    *,
+    builder: str | None = None,
+    builder_args: Mapping[str, Any] | None = None,
+    maxcount: int = 1000,
+    maxsize: int = 256 << 20,
+    extra: Mapping[str, Any] | None = None,
+    modalities: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Write samples to ``out_dir/<split>-000000.tar, ...`` and then, last and atomically, ``manifest.json``.
+
+    Args:
+        out_dir: folder, created if needed. An old manifest and old shards of the splits written are removed
+            first, so a crash leaves shards without a manifest (detected by every reader).
+        splits: ``{split_name: iterable of samples}``; a sample is ``{"__key__": str | int, "<name>.<ext>":
+            value}`` (values: see docs/architecture.md section 1). Every sample of a split has the same fields.
+        builder, builder_args: recorded in the manifest (how to rebuild the data set).
+        maxcount: at most this many samples per shard.
+        maxsize: a new shard starts before a sample would take a shard over this many bytes.
+        extra: free-form JSON recorded under ``"extra"``.
+        modalities: ``{"<name>.<ext>": modality}`` overriding the inferred modality of a field.
+
+    Returns:
+        The manifest (also in ``out_dir/manifest.json``).
+
+    Raises:
+        WriteError (a ValueError) naming the split, sample, key, field (and file) and the cause.
+
+    Examples:
+        >>> import numpy as np, tempfile
+        >>> m = write_dataset(tempfile.mkdtemp(), {"train": [{"__key__": "a.1", "x.npy": np.zeros(3)}]})
+        >>> m["splits"]["train"]["count"], m["keys_sanitised"]
+        (1, 1)
+    """
+    if not isinstance(splits, Mapping) or not splits:
+        raise ValueError(f"splits must be a non-empty dict {{split_name: samples}}; got {type(splits).__name__}")
+    if maxcount < 1 or maxsize < 1:
+        raise ValueError(f"maxcount and maxsize must be >= 1; got maxcount={maxcount}, maxsize={maxsize}")
+    modalities = dict(modalities or {})
+    for field, modality in modalities.items():
+        if modality not in MODALITIES:
+            raise ValueError(f"modalities[{field!r}] is {modality!r}; expected one of {MODALITIES}")
+    for split in splits:
+        if not isinstance(split, str) or not _SPLIT_RE.match(split):
+            raise ValueError(f"split name {split!r} must match [A-Za-z0-9_]+ (it prefixes the shard file names)")
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    _clear_previous(root, splits)
+    infos: dict[str, dict[str, Any]] = {}
+    split_entries = {
+        split: _write_split(root, split, samples, maxcount, maxsize, infos) for split, samples in splits.items()
+    }
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "builder": builder,
+        "builder_args": dict(builder_args or {}),
+        "fields": {field: _field_entry(field, info, modalities) for field, info in sorted(infos.items())},
+        "splits": split_entries,
+        "keys_sanitised": sum(e.pop("keys_sanitised") for e in split_entries.values()),
+        "extra": dict(extra or {}),
+    }
+    write_manifest(root, manifest)
+    return manifest
