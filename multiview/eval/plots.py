@@ -1,0 +1,181 @@
+"""Figures of an evaluation: recall@k curves, a retrieval grid with thumbnails, a 2-D map of an embedding.
+
+Uses matplotlib's object API (``Figure``, no pyplot), so it needs no display and no global backend switch.
+
+Thumbnails (:func:`draw_thumbnail`) follow the decoded field's kind: ``uint8`` images and 3-D float maps are
+shown as images, audio (when a sample rate is given) as a log-mel spectrogram, ``[C, T]`` float arrays as sensor
+traces (one line per channel), 1-D vectors and scalars as bar plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+CORRECT_COLOUR = "#1a9850"
+WRONG_COLOUR = "#d73027"
+
+
+def recall_curve(ranks: np.ndarray, max_k: int) -> np.ndarray:
+    """``[max_k]``: recall@k for k = 1..max_k from 1-based first-positive ranks ``[Q]``."""
+    ranks = np.asarray(ranks)
+    return (ranks[None, :] <= np.arange(1, max_k + 1)[:, None]).mean(1)
+
+
+def plot_recall_curves(
+    curves: dict[str, np.ndarray], path: str | Path, max_k: int = 50, title: str = "recall@k"
+) -> Path:
+    """One line per entry of ``curves`` (``{"image->audio": ranks [Q], ...}``), recall@k for k = 1..max_k."""
+    if not curves:
+        raise ValueError("no curves to plot; expected {label: ranks}")
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot()
+    for label, ranks in curves.items():
+        k = np.arange(1, max_k + 1)
+        ax.plot(k, recall_curve(ranks, max_k), label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k (a positive in the top k)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _to_numpy(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def draw_thumbnail(ax, value, sample_rate: int | None = None) -> None:
+    """Draw one decoded field value on ``ax`` (see the module docstring for the rule per kind)."""
+    if sample_rate is not None:
+        from multiview.eval.baselines import _log_mel
+
+        wave = torch.as_tensor(_to_numpy(value)).float()
+        spec = _log_mel(wave.reshape(-1, wave.shape[-1]), int(sample_rate)).numpy()
+        ax.imshow(spec, origin="lower", aspect="auto", cmap="magma")
+    else:
+        arr = _to_numpy(value)
+        is_image = arr.ndim == 3 or (arr.ndim == 2 and arr.dtype == np.uint8)
+        if is_image:
+            img = arr if arr.ndim == 2 else np.moveaxis(arr, 0, -1)  # [C, H, W] -> [H, W, C]
+            img = img.astype(np.float32)
+            if img.ndim == 3 and img.shape[-1] not in (3, 4):
+                img = img.mean(-1)  # other channel counts: show their mean
+            if img.ndim == 3 and img.shape[-1] == 1:
+                img = img[..., 0]
+            span = img.max() - img.min()
+            img = (img - img.min()) / span if span > 0 else np.zeros_like(img)
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+        elif arr.ndim == 2:
+            for channel in arr.astype(np.float32):
+                ax.plot(channel, linewidth=0.8)
+        else:
+            flat = arr.reshape(-1).astype(np.float32)
+            ax.bar(np.arange(flat.shape[0]), flat, width=1.0, color="#4575b4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _frame(ax, colour: str) -> None:
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(3)
+
+
+def plot_retrieval_grid(
+    queries: Sequence[tuple],
+    hits: Sequence[Sequence[tuple]],
+    correct: np.ndarray,
+    path: str | Path,
+    title: str = "",
+    query_titles: Sequence[str] | None = None,
+) -> Path:
+    """Rows of a query and its top hits; correct hits framed green, wrong ones red.
+
+    Args:
+        queries: ``[Q]`` of ``(value, sample_rate or None)``.
+        hits: ``[Q][k]`` of ``(value, sample_rate or None)``, best first.
+        correct: ``[Q, k]`` bool.
+        query_titles: a caption per query (its key and label).
+    """
+    correct = np.asarray(correct, dtype=bool)
+    n_q, k = correct.shape
+    if len(queries) != n_q or any(len(h) != k for h in hits) or len(hits) != n_q:
+        raise ValueError(
+            f"grid shapes disagree: {len(queries)} queries, hits {[len(h) for h in hits]}, correct {correct.shape}"
+        )
+    fig = Figure(figsize=(1.4 * (k + 1), 1.4 * n_q + 0.4))
+    axes = fig.subplots(n_q, k + 1, squeeze=False)
+    for i in range(n_q):
+        draw_thumbnail(axes[i, 0], *queries[i])
+        _frame(axes[i, 0], "black")
+        if query_titles is not None:
+            axes[i, 0].set_title(query_titles[i], fontsize=6)
+        for j in range(k):
+            draw_thumbnail(axes[i, j + 1], *hits[i][j])
+            _frame(axes[i, j + 1], CORRECT_COLOUR if correct[i, j] else WRONG_COLOUR)
+            if i == 0:
+                axes[i, j + 1].set_title(f"hit {j + 1}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def embedding_map(embeddings: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """``[N, 2]`` coordinates of ``[N, D]`` embeddings by PCA or t-SNE (cosine geometry: rows L2-normalised)."""
+    x = torch.nn.functional.normalize(torch.as_tensor(embeddings).float(), dim=1)
+    if method == "pca":
+        x = x - x.mean(0)
+        _, _, vh = torch.linalg.svd(x, full_matrices=False)
+        out = (x @ vh[:2].T).numpy()
+        return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))  # 1-D embeddings: a flat second axis
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30, max(2, (x.shape[0] - 1) // 3)))
+        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x.numpy())
+    raise ValueError(f"map method must be 'pca' or 'tsne', got {method!r}")
+
+
+def plot_embedding_map(
+    embeddings: torch.Tensor,
+    labels: np.ndarray | None,
+    path: str | Path,
+    method: str = "pca",
+    max_points: int = 2000,
+    seed: int = 0,
+    title: str = "",
+) -> Path:
+    """Scatter of a 2-D map of the embedding, coloured by label (a seeded subsample of ``max_points`` rows)."""
+    n = embeddings.shape[0]
+    idx = np.sort(np.random.default_rng(seed).permutation(n)[:max_points]) if n > max_points else np.arange(n)
+    xy = embedding_map(embeddings[idx], method, seed)
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.add_subplot()
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.7)
+    else:
+        lab = np.asarray(labels)[idx]
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=lab, cmap="tab10" if lab.max() < 10 else "tab20", s=4, alpha=0.8)
+        fig.colorbar(points, ax=ax, label="label")
+    ax.set_title(title or f"{method.upper()} map ({len(idx)} points)", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
