@@ -34,7 +34,7 @@ def amdim_task(
     b, d = source.shape
     target_all = gather_with_grad(rearrange(target, "b d h w -> b d (h w)"))
     raw = einsum(source, target_all, "b d, m d n -> b m n") / math.sqrt(d)  # [B, M, N]
-    reg = reg_weight * raw.float().pow(2).mean()
+    reg = reg_weight * raw.to(torch.promote_types(raw.dtype, torch.float32)).pow(2).mean()
     est = infonce(clip * torch.tanh(raw / clip), local_offset(b))
     return est.loss, reg, est.mi
 

@@ -45,7 +45,8 @@ def _as_local(scores: torch.Tensor, offset: int) -> torch.Tensor:
         raise ValueError(
             f"offset: expected 0 <= offset <= M - B = {m - b}, got {offset} for scores {tuple(scores.shape)}"
         )
-    return scores.float()
+    # Low-precision scores (AMP) are summed in float32; float64 stays float64 (gradcheck).
+    return scores if scores.dtype in (torch.float32, torch.float64) else scores.float()
 
 
 def positive_mask(b: int, m: int, offset: int = 0, device=None) -> torch.Tensor:
