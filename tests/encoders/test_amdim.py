@@ -77,3 +77,13 @@ def test_amdim_argument_errors():
         AmdimTrunk(bogus=1)
     with pytest.raises(ValueError, match="amdim_tiny"):
         E.create("amdim", model_name="amdim_tiny")
+
+
+def test_amdim_trunk_through_the_generic_timm_kind():
+    enc = E.create(
+        "timm", model_name="amdim_small", local_scales=("i0", "i1"), out_dim=6,
+        model_kwargs=dict(ndf=4, embed_dim=8),
+    )  # fmt: skip
+    f = enc(torch.randn(2, 3, 32, 32))
+    assert f.global_.shape == (2, 6)
+    assert f.local["i0"].shape == (2, 16, 7, 7) and f.local["i1"].shape == (2, 16, 5, 5)
