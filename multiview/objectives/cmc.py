@@ -39,9 +39,10 @@ def bank_nce_loss(scores: torch.Tensor, log_z: torch.Tensor, bank_size: int) -> 
     k = scores.shape[1] - 1
     log_p = scores.float() - log_z
     log_noise = math.log(k / bank_size)
-    denominator = torch.logaddexp(log_p, torch.full_like(log_p, log_noise))
-    positive = log_p[:, 0] - denominator[:, 0]
-    negatives = (log_noise - denominator[:, 1:]).sum(dim=1)
+    # log[P / (P + c)] = -softplus(log c - log P) and log[c / (P + c)] = -softplus(log P - log c): accurate when
+    # P << c, where the difference of two logs would lose the small terms that K of them add up.
+    positive = -F.softplus(log_noise - log_p[:, 0])
+    negatives = -F.softplus(log_p[:, 1:] - log_noise).sum(dim=1)
     return -(positive + negatives).mean()
 
 
