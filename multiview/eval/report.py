@@ -112,7 +112,7 @@ def pivot(rows: Iterable[dict], extra_keys: Sequence[str] = ()) -> tuple[list[st
         if r["method"] not in methods:
             methods.append(r["method"])
         values[(key, r["method"])] = r["value"]
-    methods.sort(key=lambda m: (m != LEARNED, methods.index(m)))
+    methods = sorted(methods, key=lambda m: m != LEARNED)  # stable: baselines keep their first-seen order
     return methods, keys, values
 
 

@@ -15,7 +15,8 @@ positives. So a collapsed encoder (every score equal) gets rank N, not rank 1, a
 model because of the order of the gallery. Queries with **no positive** in the gallery are left out of every
 average and counted in ``n_no_positive``.
 
-Memory: similarities are computed for ``chunk_size`` queries at a time (``[chunk_size, N_gallery]``), never as
+Scores are computed in float64 and rounded to float32, so each score (and so each tie) is the same whatever the
+block size. Memory: similarities are computed for ``chunk_size`` queries at a time (``[chunk_size, N_gallery]``), never as
 an ``[N_query, N_gallery]`` matrix unless ``chunk_size >= N_query``. With ``chunk_size=None`` the chunk is sized
 so that one block holds at most ``max_block_elements`` scores.
 
@@ -75,8 +76,11 @@ def iter_score_blocks(
     query: torch.Tensor, gallery: torch.Tensor, chunk_size: int
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, scores [c, N_gallery])`` for consecutive blocks of normalised query rows."""
+    # BLAS sums in an order that depends on the block's shape, so float32 scores of one pair could differ in the
+    # last bit between block sizes and break ties differently; float64 products rounded to float32 do not.
+    gallery64 = gallery.double()
     for start in range(0, query.shape[0], chunk_size):
-        yield start, query[start : start + chunk_size] @ gallery.T
+        yield start, (query[start : start + chunk_size].double() @ gallery64.T).float()
 
 
 def ranked_positive_mask(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,310 @@
+"""Embedding, the three evaluations end to end on in-memory samples, and the CLI (help, runs, real shards)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from multiview.cli import main
+from multiview.encoders.features import Features
+from multiview.eval import tasks
+from multiview.eval.bundle import EvalBundle
+from multiview.eval.embed import embed_field, embed_samples
+
+N_TRAIN, N_TEST, DIM = 120, 40, 6
+
+
+def make_samples(n: int, seed: int, prefix: str) -> list[dict]:
+    """Field "a" [6]; field "b" = a @ M + small noise (another view of the same instance); label from a."""
+    gen = torch.Generator().manual_seed(seed)
+    mix = torch.linalg.qr(torch.randn(DIM, DIM, generator=torch.Generator().manual_seed(99)))[0]
+    out = []
+    for i in range(n):
+        a = torch.randn(DIM, generator=gen)
+        b = a @ mix + 0.01 * torch.randn(DIM, generator=gen)
+        out.append({"__key__": f"{prefix}{i:04d}", "__shard__": "x", "a": a, "b": b, "label": int(a[0] > 0)})
+    return out
+
+
+SPLITS = {"train": make_samples(N_TRAIN, 0, "tr"), "test": make_samples(N_TEST, 1, "te")}
+
+
+def samples_fn(split: str):
+    return iter(SPLITS[split])
+
+
+class LinearEncoder(nn.Module):
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.lin = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        self.lin.weight.data.copy_(weight)
+
+    def forward(self, x: torch.Tensor) -> Features:
+        return Features(self.lin(x))
+
+
+def bundle() -> EvalBundle:
+    """ "a" embedded as itself, "b" mapped back by the inverse mix: a perfect cross-view encoder pair."""
+    mix = torch.linalg.qr(torch.randn(DIM, DIM, generator=torch.Generator().manual_seed(99)))[0]
+    return EvalBundle(
+        encoders={"a": LinearEncoder(torch.eye(DIM)), "b": LinearEncoder(mix)},  # (a @ mix) @ mix.T = a
+        transforms={"a": lambda s: s["a"], "b": lambda s: s["b"]},
+        recipe={"name": "toy"},
+    )
+
+
+# ------------------------------------------------------------------------------------------------ embed
+
+
+def test_embedding_is_batch_size_invariant_and_ordered():
+    b = bundle()
+    one = embed_field(SPLITS["test"], b.encoders["b"], b.transforms["b"], "b", batch_size=1)
+    many = embed_samples(SPLITS["test"], {"b": (b.encoders["b"], b.transforms["b"])}, batch_size=7)["b"]
+    assert one.embeddings.shape == (N_TEST, DIM)
+    assert torch.allclose(one.embeddings, many.embeddings, atol=1e-6)
+    assert one.keys == [s["__key__"] for s in SPLITS["test"]]
+    assert one.labels.tolist() == [s["label"] for s in SPLITS["test"]]
+    a = torch.stack([s["a"] for s in SPLITS["test"]])
+    assert torch.allclose(many.embeddings, a, atol=0.05)  # the toy encoders undo the mix
+
+
+def test_embedding_errors_name_the_sample():
+    b = bundle()
+    partial = [dict(s) for s in SPLITS["test"][:3]]
+    del partial[1]["label"]
+    with pytest.raises(ValueError, match=r"missing from 1 of 3 samples \(first: 'te0001'\)"):
+        embed_field(partial, b.encoders["a"], b.transforms["a"], "a")
+    with pytest.raises(TypeError, match="encoder of field 'a' returned Tensor; expected Features"):
+        embed_field(SPLITS["test"], nn.Identity(), b.transforms["a"], "a")
+    with pytest.raises(ValueError, match="no samples to embed"):
+        embed_field([], b.encoders["a"], b.transforms["a"], "a")
+    with pytest.raises(ValueError, match="no encoder or transform for field 'c'"):
+        b.check_field("c")
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+
+
+def test_run_retrieval_learned_with_cca_baseline(tmp_path):
+    rep = tasks.run_retrieval(
+        "toy.ckpt",
+        data=tmp_path,
+        query="a",
+        gallery="b",
+        bundle=bundle(),
+        samples_fn=samples_fn,
+        out_dir=tmp_path / "out",
+        grid_queries=3,
+        cca_components=4,
+        command="cmd",
+    )
+    learned = rep["results"]["learned"]["a<->b"]
+    assert learned["a->b"]["instance"]["R@1"] == 1.0 and learned["b->a"]["instance"]["median_rank"] == 1.0
+    assert learned["a->b"]["class"]["P@1"] == 1.0
+    assert set(rep["results"]) == {"learned", "cca"}
+    assert rep["results"]["cca"]["a<->b"]["b->a"]["instance"]["R@1"] > 0.5  # linear views: CCA does well too
+    assert rep["settings"]["paired"] is True and rep["checkpoint"] == "toy.ckpt" and rep["recipe"] == {"name": "toy"}
+    on_disk = json.loads((tmp_path / "out" / "retrieval.json").read_text())
+    assert on_disk["rows"] == rep["rows"]
+    for name in rep["figures"].values():
+        assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
+    assert any(name.startswith("grid_b-a") for name in rep["figures"].values())
+    assert "![" in (tmp_path / "out" / "retrieval.md").read_text()
+
+
+def test_run_retrieval_class_pairing_from_the_manifest(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"extra": {"pairing": "class"}, "fields": {}}))
+    rep = tasks.run_retrieval(
+        None,
+        data=tmp_path,
+        query="a",
+        gallery="b",
+        baseline="raw",
+        samples_fn=samples_fn,
+        out_dir=tmp_path / "out",
+        plots=False,
+        ks=(1, 5, 10_000),
+    )
+    assert rep["settings"]["paired"] is False and "manifest" in rep["settings"]["paired_reason"]
+    block = rep["results"]["cca"]["a<->b"]["a->b"]
+    assert set(block) == {"class"} and rep["settings"]["ks"] == [1, 5]  # k beyond the gallery is dropped
+    assert 0.0 <= block["class"]["mAP"] <= 1.0
+
+
+def test_run_linear_learned_identity_equals_raw(tmp_path):
+    rep = tasks.run_linear(
+        None,
+        data=tmp_path,
+        fields=["a", "b"],
+        bundle=bundle(),
+        samples_fn=samples_fn,
+        out_dir=tmp_path,
+        weight_decays=(1e-3, 1e-1),
+        plots=False,
+    )
+    learned, raw = rep["results"]["learned"], rep["results"]["raw"]
+    assert set(learned) == {"a", "b", "fused"}
+    # "a" is embedded as itself, so the learned probe sees exactly the raw features
+    assert learned["a"]["top1"] == raw["a"]["top1"] and learned["a"]["top1"] > 0.9
+    assert rep["settings"]["fused"] is True and (tmp_path / "linear.json").is_file()
+
+
+def test_run_knn_raw_only(tmp_path):
+    rep = tasks.run_knn(None, data=tmp_path, fields=["a"], baseline="raw", samples_fn=samples_fn, out_dir=tmp_path)
+    assert set(rep["results"]) == {"raw"} and rep["results"]["raw"]["a"]["top1"] > 0.65  # label = sign of one of 6 dims
+    assert rep["settings"]["k"] == 20 and (tmp_path / "map_a.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "give a checkpoint"),
+        ({"checkpoint": "x", "baseline": "raw"}, "drop CKPT or drop --baseline"),
+        ({"baseline": "raw", "query": "a", "gallery": "a"}, "same field 'a'"),
+        ({"baseline": "raw", "all_pairs": True, "fields": ["a"]}, "at least two fields"),
+        ({"baseline": "raw", "query": "a", "gallery": "b", "paired": "maybe"}, "'auto', 'yes' or 'no', got 'maybe'"),
+    ],
+)
+def test_run_retrieval_rejects_bad_requests(tmp_path, kwargs, match):
+    kwargs = {"query": "a", "gallery": "b", **kwargs}
+    checkpoint = kwargs.pop("checkpoint", None)
+    with pytest.raises(ValueError, match=match):
+        tasks.run_retrieval(checkpoint, data=tmp_path, samples_fn=samples_fn, out_dir=tmp_path, **kwargs)
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.parametrize("task", ["retrieval", "linear", "knn", "table"])
+def test_cli_help(task, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", task, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: multiview eval " + task in capsys.readouterr().out
+
+
+def test_cli_retrieval_baseline_raw_on_in_memory_samples(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tasks, "default_samples_fn", lambda data: samples_fn)
+    rc = main(
+        [
+            "eval",
+            "retrieval",
+            "--baseline",
+            "raw",
+            "--data",
+            str(tmp_path),
+            "--query",
+            "a",
+            "--gallery",
+            "b",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-plots",
+            "--cca-components",
+            "3",
+        ]
+    )
+    assert rc == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["task"] == "retrieval" and last["json"] == f"{tmp_path / 'o'}/retrieval.json"
+    report = json.loads((tmp_path / "o" / "retrieval.json").read_text())
+    assert report["command"].startswith("multiview eval retrieval --data")
+    assert "--baseline raw" in report["command"] and report["checkpoint"] is None
+    assert main(["eval", "table", str(tmp_path / "o" / "retrieval.json")]) == 0
+    assert "| cca |" in capsys.readouterr().out
+
+
+def _write_tiny_shards(root):
+    data = pytest.importorskip("multiview.data")
+    if not hasattr(data, "write_dataset") or not hasattr(data, "iter_samples"):
+        pytest.skip("multiview.data.write_dataset / iter_samples have not landed yet")
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n in (("train", 40), ("test", 20)):
+        rows = []
+        for i in range(n):
+            label = i % 2
+            image = (rng.random((8, 8)) * 60 + 150 * label).astype(np.uint8)
+            trace = (rng.standard_normal((3, 16)) + 2 * label).astype(np.float32)
+            rows.append({"__key__": f"{split}{i:03d}", "image.png": image, "acc.npy": trace, "label.cls": label})
+        splits[split] = rows
+    data.write_dataset(root, splits, builder="test-eval", maxcount=16)
+    return root
+
+
+def test_cli_on_a_tiny_shard_set_with_baseline_raw(tmp_path, capsys):
+    shards = _write_tiny_shards(tmp_path / "shards")
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "eval",
+                "retrieval",
+                "--baseline",
+                "raw",
+                "--data",
+                str(shards),
+                "--query",
+                "image",
+                "--gallery",
+                "acc",
+                "--out",
+                str(out / "r"),
+                "--cca-components",
+                "2",
+                "--grid-queries",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "linear",
+                "--baseline",
+                "raw",
+                "--data",
+                str(shards),
+                "--out",
+                str(out / "l"),
+                "--weight-decays",
+                "1e-2",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "knn",
+                "--baseline",
+                "raw",
+                "--data",
+                str(shards),
+                "--fields",
+                "image",
+                "acc",
+                "--k",
+                "5",
+                "--out",
+                str(out / "k"),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+    retrieval = json.loads((out / "r" / "retrieval.json").read_text())
+    assert retrieval["results"]["cca"]["image<->acc"]["image->acc"]["class"]["P@1"] >= 0.5
+    linear = json.loads((out / "l" / "linear.json").read_text())
+    assert set(linear["results"]["raw"]) == {"image", "acc", "fused"}  # fields from the manifest, label left out
+    assert linear["results"]["raw"]["image"]["top1"] > 0.9  # brightness gives the label away
+    knn = json.loads((out / "k" / "knn.json").read_text())
+    assert knn["results"]["raw"]["acc"]["top1"] > 0.9
+    assert (out / "r" / "retrieval.md").is_file() and any((out / "r").glob("grid_*.png"))
