@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from multiview.eval.baselines import CCA, AUDIO_MELS, CCARetrieval, RawFeaturizer, raw_features, raw_input
+from multiview.eval.baselines import AUDIO_MELS, CCA, CCARetrieval, RawFeaturizer, raw_features, raw_input
 from multiview.eval.retrieval import instance_metrics
 
 
