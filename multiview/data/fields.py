@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import warnings
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,12 @@ FIELD_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _PIL_FORMAT = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _PCM_DTYPES = {1: np.uint8, 2: np.int16, 4: np.int32}  # bytes per sample -> WAV sample dtype
 _PCM_SCALE = {1: 128.0, 2: 32768.0, 4: 2147483648.0}
+
+# torchvision 0.29 deprecates its image codecs in favour of torchcodec, which these machines cannot install
+# (docs/architecture.md names torchvision.io as the decoder); silence only that message, once, not per sample.
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision", category=DeprecationWarning
+)
 
 
 class FieldError(ValueError):

@@ -75,11 +75,13 @@ def index_shard(path: Path, expected: int | None = None, expected_bytes: int | N
                     samples.append(SampleEntry(key, {}))
                 samples[-1].members[field] = (member.offset_data, member.size)
         except tarfile.ReadError as err:
-            raise ShardError(name, f"corrupt tar after {len(samples)} samples ({err})") from None
+            kind = "truncated tar" if "end of data" in str(err) else "corrupt tar"
+            raise ShardError(name, f"{kind}: unreadable after {len(samples)} sample(s) ({err})") from None
     if expected_bytes is not None and size != expected_bytes:
         raise ShardError(name, f"truncated or rewritten: {size} bytes, the manifest says {expected_bytes}")
     if expected is not None and len(samples) != expected:
-        raise ShardError(name, f"holds {len(samples)} samples, the manifest says {expected} (truncated?)")
+        hint = " (truncated?)" if len(samples) < expected else " (a key repeated apart, or rewritten?)"
+        raise ShardError(name, f"holds {len(samples)} samples, the manifest says {expected}{hint}")
     return samples
 
 

@@ -1,0 +1,124 @@
+"""Every corrupt input fails with a message naming the shard, the key, the field and the cause; skip mode counts."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from multiview.data import ManifestError, ShardError, ShardStream, iter_samples, make_loader
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+
+
+def read_all(root, **kwargs):
+    return list(iter_samples(root, "train", **kwargs))
+
+
+def replace_member(suffix, data):
+    """An edit for ``tamper``: replace the bytes of sample s001's ``suffix`` member."""
+
+    def edit(members):
+        return [(name, data if name == f"s001.{suffix}" else blob) for name, blob in members]
+
+    return edit
+
+
+def test_truncated_tar(toy):
+    root = toy(n=12, maxcount=5)
+    path = root / "train-000001.tar"
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(ShardError, match=r"^train-000001.tar: truncated tar: unreadable after 1 sample\(s\)"):
+        read_all(root)
+
+
+def test_truncated_at_a_member_boundary_is_caught_by_the_manifest(toy):
+    root = toy(n=12, maxcount=5)
+    path = root / "train-000000.tar"
+    path.write_bytes(path.read_bytes()[:512])  # the first header only, no data: the member runs past the end
+    with pytest.raises(ShardError, match=r"^train-000000.tar: truncated tar"):
+        read_all(root)
+    path.write_bytes(b"")
+    with pytest.raises(ShardError, match=r"^train-000000.tar: not a tar file"):
+        read_all(root)
+
+
+def test_not_a_tar(toy):
+    root = toy(n=6, maxcount=5)
+    (root / "train-000000.tar").write_bytes(b"this is not a tar archive at all" * 100)
+    with pytest.raises(ShardError, match=r"^train-000000.tar: not a tar file \(.*\)"):
+        read_all(root)
+
+
+def test_missing_shard_file_and_missing_manifest(toy):
+    root = toy(n=6, maxcount=5)
+    (root / "train-000001.tar").unlink()
+    with pytest.raises(ShardError, match=r"^train-000001.tar: file not found: .*train-000001.tar"):
+        read_all(root)
+    (root / "manifest.json").unlink()
+    with pytest.raises(ManifestError, match=r"manifest.json: no manifest \(shards without a manifest"):
+        read_all(root)
+
+
+def test_corrupt_image_bytes(toy, tamper):
+    root = toy(n=4, maxcount=5)
+    tamper(root, "train-000000.tar", replace_member("image.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40))
+    with pytest.raises(ShardError, match=r"^train-000000.tar, key 's001', field 'image.png': corrupt or unsupported"):
+        read_all(root)
+    assert len(read_all(root, fields=["label", "acc"])) == 4  # a field not asked for is not decoded
+
+
+def test_bad_wav(toy, tamper):
+    root = toy(n=4, maxcount=5)
+    tamper(root, "train-000000.tar", replace_member("audio.wav", b"RIFX" + b"\0" * 60))
+    with pytest.raises(ShardError, match=r"key 's001', field 'audio.wav': not a PCM WAV file \(64 bytes\)"):
+        read_all(root)
+
+
+def test_missing_field(toy, tamper):
+    root = toy(n=4, maxcount=5)
+    tamper(root, "train-000000.tar", lambda members: [m for m in members if m[0] != "s002.acc.npy"])
+    with pytest.raises(ShardError, match=r"key 's002', field 'acc': missing field; the sample has \['audio.wav'"):
+        read_all(root, fields=["acc"])
+    with pytest.raises(ShardError, match=r"^train-000000.tar, key 's000', field 'depth': missing field"):
+        read_all(root, fields=["depth"])
+
+
+def test_pickles_are_refused(toy, tamper):
+    root = toy(n=3, maxcount=5)
+    tamper(root, "train-000000.tar", lambda members: [("s000.weights.pth", b"\x80\x04K\x01."), *members])
+    with pytest.raises(ShardError, match=r"key 's000', field 'weights.pth': .pth is refused: pickled data is never"):
+        read_all(root)
+
+
+def test_corrupt_npy_and_json(toy, tamper):
+    root = toy(n=3, maxcount=5)
+    tamper(root, "train-000000.tar", replace_member("acc.npy", b"\x93NUMPY garbage"))
+    with pytest.raises(ShardError, match=r"key 's001', field 'acc.npy': not a loadable .npy"):
+        read_all(root, fields=["acc"])
+    tamper(root, "train-000000.tar", replace_member("meta.json", b"{not json"))
+    with pytest.raises(ShardError, match=r"key 's001', field 'meta.json': invalid JSON"):
+        read_all(root, fields=["meta"])
+
+
+def test_unknown_split(toy):
+    with pytest.raises(ManifestError, match=r"no split 'valid'; splits are \['train'\]"):
+        ShardStream(toy(n=3), "valid")
+
+
+def test_skip_mode_counts_and_keeps_batches_full(toy, tamper, caplog):
+    root = toy(n=12, maxcount=5)
+    tamper(root, "train-000000.tar", replace_member("image.png", b"garbage"))
+    path = root / "train-000002.tar"  # the last shard (2 samples) is cut short too
+    path.write_bytes(path.read_bytes()[:1500])
+    stream = ShardStream(root, "train", fields=["image", "label"], batch_size=4, on_error="skip", shuffle=False)
+    with caplog.at_level(logging.WARNING, logger="multiview.data.stream"):
+        batches = list(make_loader(stream))
+    assert [len(b["__key__"]) for b in batches] == [4, 4, 4] and stream.skipped == 3
+    real = [k for b in batches for k, pad in zip(b["__key__"], b["__pad__"]) if not pad]
+    assert sorted(real) == [f"s{i:03d}" for i in range(12) if i not in (1, 10, 11)]
+    assert "skipped 3 bad sample(s) this epoch" in caplog.text
+    assert "key 's001', field 'image.png': corrupt" in caplog.text and "train-000002.tar: truncated" in caplog.text
+    assert len(list(iter_samples(root, "train", fields=["label"], on_error="skip"))) == 10
+    with pytest.raises(ShardError):
+        list(ShardStream(root, "train", fields=["image"], batch_size=4, shuffle=False))
