@@ -10,7 +10,6 @@ Every read error is a :class:`ShardError` naming the shard, the key, the field a
 from __future__ import annotations
 
 import os
-import tarfile
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -48,6 +47,74 @@ def _split_member(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), field
 
 
+_BLOCK = 512
+
+
+def _octal(field: bytes) -> int:
+    """A tar number field: NUL/space-padded octal ASCII, or GNU base-256 when the high bit is set."""
+    if field and field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """``"<len> key=value\n"`` records of a PAX extended header."""
+    records, pos = {}, 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        length = int(data[pos:space])
+        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
+        records[key.decode()] = value.decode("utf-8", "replace")
+        pos += length
+    return records
+
+
+def scan_tar(fd: int, size: int) -> Iterator[tuple[str, int, int]]:
+    """The regular files of an uncompressed tar as ``(name, data offset, data size)``, reading headers only.
+
+    Understands ustar, PAX (``path``/``size`` records) and GNU long names. Raises ValueError naming the byte
+    offset for a bad checksum and for a header or data that runs past ``size`` (a truncated file).
+    """
+    offset, pending = 0, {}
+    while True:
+        if offset + _BLOCK > size:
+            if offset == size and offset > 0:
+                return  # no end-of-archive blocks: the byte-size check against the manifest catches a cut here
+            if offset == 0:
+                raise ValueError(f"not a tar file ({size} bytes: shorter than one {_BLOCK}-byte header)")
+            raise ValueError(f"truncated tar: header at byte {offset} runs past the end ({size} bytes)")
+        header = os.pread(fd, _BLOCK, offset)
+        if header == bytes(_BLOCK):
+            return  # end-of-archive marker
+        stored = _octal(header[148:156]) if header[148:156].strip(b" \0").isdigit() else -1
+        if stored != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+            where = (
+                "not a tar file (no valid header at byte 0)" if offset == 0 else f"corrupt tar header at byte {offset}"
+            )
+            raise ValueError(where)
+        kind, length, data_at = header[156:157], _octal(header[124:136]), offset + _BLOCK
+        if kind not in (b"x", b"L", b"g", b"K") and "size" in pending:
+            length = int(pending["size"])  # PAX: sizes beyond the 8 GiB an octal field holds
+        if data_at + length > size:
+            raise ValueError(f"truncated tar: member at byte {offset} runs past the end ({size} bytes)")
+        offset = data_at + -(-length // _BLOCK) * _BLOCK
+        if kind in (b"x", b"L", b"g", b"K"):
+            data = os.pread(fd, length, data_at)
+            if kind == b"x":
+                pending.update(_pax_records(data))
+            elif kind == b"L":
+                pending["path"] = data.split(b"\0", 1)[0].decode("utf-8", "replace")
+            continue
+        name = header[0:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+        prefix = header[345:500].split(b"\0", 1)[0] if header[257:263] == b"ustar\0" else b""
+        if prefix:
+            name = f"{prefix.decode('utf-8', 'replace')}/{name}"
+        name, pending = pending.get("path", name), {}
+        if kind in (b"0", b"\0", b"7"):  # regular files (7: contiguous)
+            yield name, data_at, length
+
+
 def index_shard(path: Path, expected: int | None = None, expected_bytes: int | None = None) -> list[SampleEntry]:
     """Read the headers of one tar -> its samples in stored order.
 
@@ -56,27 +123,26 @@ def index_shard(path: Path, expected: int | None = None, expected_bytes: int | N
     """
     name = path.name
     try:
-        size = path.stat().st_size
-        tar = tarfile.open(path, "r:")  # noqa: SIM115 (entered with `with` below, after the error mapping)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ShardError(name, f"file not found: {path}") from None
-    except tarfile.ReadError as err:
-        raise ShardError(name, f"not a tar file ({err})") from None
     samples: list[SampleEntry] = []
-    with tar:
-        try:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                if member.offset_data + member.size > size:
-                    raise ShardError(name, f"truncated tar: member {member.name!r} runs past the end ({size} bytes)")
-                key, field = _split_member(member.name)
-                if not samples or samples[-1].key != key:
-                    samples.append(SampleEntry(key, {}))
-                samples[-1].members[field] = (member.offset_data, member.size)
-        except tarfile.ReadError as err:
-            kind = "truncated tar" if "end of data" in str(err) else "corrupt tar"
-            raise ShardError(name, f"{kind}: unreadable after {len(samples)} sample(s) ({err})") from None
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            raise ShardError(name, "not a tar file (empty file)")
+        for member, data_at, length in scan_tar(fd, size):
+            key, field = _split_member(member)
+            if not samples or samples[-1].key != key:
+                samples.append(SampleEntry(key, {}))
+            samples[-1].members[field] = (data_at, length)
+    except ValueError as err:
+        if isinstance(err, ShardError):
+            raise
+        done = f" (after {len(samples)} complete sample(s))" if samples else ""
+        raise ShardError(name, f"{err}{done}") from None
+    finally:
+        os.close(fd)
     if expected_bytes is not None and size != expected_bytes:
         raise ShardError(name, f"truncated or rewritten: {size} bytes, the manifest says {expected_bytes}")
     if expected is not None and len(samples) != expected:
@@ -108,7 +174,8 @@ def decode_sample(shard: str, entry: SampleEntry, blobs: dict[str, bytes], field
 class ShardReader:
     """Reads sample ``j`` of shard ``i`` of one split; shard indexes and file handles are cached per process.
 
-    Picklable: the caches are dropped on pickling, so each DataLoader worker builds its own.
+    Picklable: the shard indexes travel with it (a loader builds them once, before starting workers); open
+    file handles do not.
     """
 
     def __init__(self, root: str | Path, split: str, fields: Sequence[str] | None = None, max_open: int = 64):
@@ -124,7 +191,7 @@ class ShardReader:
         self._fds: OrderedDict[int, int] = OrderedDict()
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_indexes": {}, "_fds": OrderedDict()}
+        return {**self.__dict__, "_fds": OrderedDict()}
 
     def __del__(self) -> None:
         self.close()
@@ -146,6 +213,14 @@ class ShardReader:
         if isinstance(found, ShardError):
             raise found
         return found
+
+    def index_all(self) -> None:
+        """Index every shard now (errors are kept and raised when a sample of that shard is read)."""
+        for shard in range(len(self.shards)):
+            try:
+                self.index(shard)
+            except ShardError:
+                pass
 
     def _fd(self, shard: int) -> int:
         if shard in self._fds:

@@ -346,6 +346,8 @@ class ShardLoader(DataLoader):
     def __iter__(self):
         stream: ShardStream = self.dataset
         stream.batches_consumed = stream._start
+        if self.num_workers > 0:
+            stream.reader.index_all()  # once, here: workers inherit the indexes instead of each re-reading headers
         try:
             for batch in super().__iter__():
                 stream.batches_consumed += 1

@@ -189,3 +189,26 @@ def test_webdataset_reads_our_shards(toy):
     assert keys == [f"s{i:03d}" for i in range(12)]
     first = next(iter(wds.WebDataset(urls[:1], shardshuffle=False, nodesplitter=lambda u: u)))
     assert json.loads(first["meta.json"]) == {"i": 0} and int(first["label.cls"]) == 0
+
+
+@pytest.mark.parametrize("fmt", ["pax", "gnu", "ustar"])
+def test_header_scanner_agrees_with_tarfile_on_long_names(tmp_path, fmt):
+    import tarfile
+
+    from multiview.data.reader import index_shard
+
+    names = ["k" * 150 + ".x.txt", "dir/" + "d" * 120 + ".y.cls", "short.z.json"]
+    if fmt == "ustar":
+        names = ["a" * 90 + "/" + "b" * 60 + ".x.txt", "short.z.json"]  # ustar splits long paths into a prefix
+    path = tmp_path / "t.tar"
+    fmts = {"pax": tarfile.PAX_FORMAT, "gnu": tarfile.GNU_FORMAT, "ustar": tarfile.USTAR_FORMAT}
+    with tarfile.open(path, "w", format=fmts[fmt]) as tar:
+        for i, name in enumerate(names):
+            info = tarfile.TarInfo(name)
+            info.size = i + 1
+            tar.addfile(info, io.BytesIO(b"7" * (i + 1)))
+    with tarfile.open(path) as tar:
+        expected = [(m.name.split(".", 1)[0], m.offset_data, m.size) for m in tar]
+    entries = index_shard(path)
+    got = [(e.key, *next(iter(e.members.values()))) for e in entries]
+    assert got == expected
