@@ -23,12 +23,11 @@ def _rows(scores: torch.Tensor):
 
 
 def infonce_loop(scores: torch.Tensor) -> torch.Tensor:
-    """Mean over anchors i and positions p of ``-log softmax`` of the positive among ``[pos, negatives of i]``."""
+    """Anchor by anchor: each positive of anchor i competes with the negatives of row i (other images only)."""
     terms = []
     for _, pos, neg in _rows(scores.float()):
-        for p in range(pos.shape[0]):
-            terms.append(torch.logsumexp(torch.cat([pos[p : p + 1], neg]), 0) - pos[p])
-    return torch.stack(terms).mean()
+        terms.append(torch.logaddexp(pos, torch.logsumexp(neg, 0)) - pos)
+    return torch.cat(terms).mean()
 
 
 def jsd_loop(scores: torch.Tensor) -> torch.Tensor:
@@ -137,4 +136,44 @@ def cmi_adversarial_loop(obj, z: torch.Tensor, labels: list[torch.Tensor], joint
             d_joint, d_perm = disc(joint[rows]).squeeze(1), disc(permuted[rows]).squeeze(1)
             total = total + F.binary_cross_entropy_with_logits(d_joint, torch.full_like(d_joint, joint_target))
             total = total + F.binary_cross_entropy_with_logits(d_perm, torch.full_like(d_perm, 1 - joint_target))
+    return total
+
+
+_LOOP_ESTIMATORS = {"jsd": jsd_loop, "nce": infonce_loop, "infonce": infonce_loop, "dv": lambda s: -dv_loop(s)}
+
+
+def dim_loop(obj, features: dict[str, Features]) -> torch.Tensor:
+    """The DIM total of ``obj`` (its own critic heads) with loop scores and loop estimators."""
+    estimator = _LOOP_ESTIMATORS["nce" if obj.estimator.__name__ == "infonce" else obj.estimator.__name__]
+    y = features[obj.global_view].global_
+    total = y.new_zeros(())
+    if obj.beta > 0:
+        local = features[obj.view].local[obj.local]
+        scores = dim_local_scores_loop(obj.local_global(y), obj.local_local(local))
+        total = total + obj.beta * estimator(scores)
+    if obj.alpha > 0:
+        local = features[obj.view].local[obj.local]
+        g, e = obj.global_global(y), obj.global_map(local)
+        scores = torch.stack([e @ g[i] for i in range(g.shape[0])])
+        total = total + obj.alpha * estimator(scores)
+    if obj.gamma > 0:
+        total = total + obj.gamma * F.softplus(-obj.prior(torch.sigmoid(y))).mean()
+    return total
+
+
+def cmc_loop(obj, features: dict[str, Features], batch: dict) -> torch.Tensor:
+    """The CMC total of ``obj`` anchor by anchor; for the bank, with ``obj``'s negatives and frozen Z."""
+    z = [F.normalize(features[v].global_, dim=1) for v in obj.views]
+    tau = float(torch.exp(-obj.log_inv_tau))
+    if obj.negatives == "batch":
+        return cmc_in_batch_loop(z, obj.pairs(), tau)
+    rows = obj.draw_negatives(torch.as_tensor(batch[obj.index_key]))
+    total = 0.0
+    for i, j in obj.pairs():
+        for a, c in ((i, j), (j, i)):
+            scores = torch.stack([obj.bank[c][rows[n]] @ z[a][n] for n in range(rows.shape[0])]) / tau
+            if obj.loss_kind == "softmax":
+                total = total + torch.stack([torch.logsumexp(r, 0) - r[0] for r in scores]).mean()
+            else:
+                total = total + cmc_bank_nce_loop(scores, float(torch.exp(obj.log_z[a, c])), obj.bank_size)
     return total

@@ -122,3 +122,12 @@ def test_validation_messages():
         create("cmc", negatives="bank", bank_size=10, num_negatives=10)
     with pytest.raises(ValueError, match="temperature"):
         create("cmc", temperature=0)
+
+
+@pytest.mark.parametrize("loss", ["nce", "softmax"])
+def test_bank_objective_equals_loop_reference(loss):
+    obj = bank_objective(loss=loss)
+    f, batch = views(2), {"index": torch.tensor([3, 7, 11, 20, 0, 49])}
+    got = obj(f, batch).loss
+    obj.step.fill_(0)  # the loop draws the same negatives
+    assert got.item() == pytest.approx(R.cmc_loop(obj, f, batch).item(), rel=1e-5)

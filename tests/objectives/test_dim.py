@@ -123,3 +123,22 @@ def test_argument_validation():
     with pytest.raises(ValueError, match="-1"):
         create("dim", alpha=-1)
     assert get_estimator("jsd") is create("dim", gamma=0, critic_dim=8).estimator
+
+
+@pytest.mark.parametrize("estimator", ["jsd", "nce", "dv"])
+def test_full_objective_equals_loop_reference(estimator):
+    obj = create(
+        "dim",
+        view="x",
+        local="s4",
+        global_dim=8,
+        local_dim=5,
+        estimator=estimator,
+        alpha=0.5,
+        beta=1.0,
+        gamma=0.3,
+        critic_dim=16,
+        local_size=4,
+    )
+    f = feats()
+    assert obj(f, {}).loss.item() == pytest.approx(R.dim_loop(obj, f).item(), rel=1e-5)
