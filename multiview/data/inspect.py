@@ -73,7 +73,7 @@ def _draw(ax, value: Any, modality: str, sample: dict, name: str) -> None:
     """Draw one field: an image, a log-mel spectrogram, a heatmap of a sensor array or a vector's line."""
     if modality in ("image", "camera"):
         img = value.permute(1, 2, 0).numpy()
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img[..., :3], cmap="gray")
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img[..., :3], cmap="gray", vmin=0, vmax=255)
     elif modality == "audio":
         rate = sample.get(f"{name}.sample_rate", 16000)
         wave = value if value.ndim == 2 else value.reshape(1, -1)

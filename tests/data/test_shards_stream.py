@@ -177,3 +177,12 @@ def test_collate_stacks_tensors_and_keeps_lists():
     assert batch["y"].dtype == torch.int64 and batch["f"].dtype == torch.float32 and batch["p"].dtype == torch.bool
     with pytest.raises(ValueError, match=r"batch key 'x': tensors of different shapes \[\(2,\), \(3,\)\]"):
         collate([{"x": torch.zeros(2)}, {"x": torch.zeros(3)}])
+
+
+def test_map_fn_generator_is_the_views_contract_generator():
+    views = pytest.importorskip("multiview.views")
+    from multiview.data.stream import sample_generator
+
+    a = torch.rand(3, generator=sample_generator(4, 2, "s001"))
+    assert torch.equal(a, torch.rand(3, generator=views.derive_generator(4, 2, "s001")))
+    assert not torch.equal(a, torch.rand(3, generator=sample_generator(4, 3, "s001")))
