@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiview.views.vector  # noqa: F401  (registers "vector"; TODO: move into multiview.views)
 from multiview import encoders as encoder_registry
 from multiview import objectives as objective_registry
 from multiview import views as view_registry
@@ -64,8 +65,8 @@ def objective_names(recipe: Recipe) -> list[str]:
     return names
 
 
-def build_model(recipe: Recipe) -> MultiViewModel:
-    views = build_views(recipe)
+def build_model(recipe: Recipe, views=None) -> MultiViewModel:
+    views = views if views is not None else build_views(recipe)
     mapping = view_to_encoder(recipe, list(views.view_names), views.modality_of)
     objectives, weights = {}, {}
     for name, spec in zip(objective_names(recipe), recipe.objectives):

@@ -6,7 +6,6 @@ rank and worker itself (the WebDataset loader is never ``prepare()``-d, see docs
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from collections.abc import Iterator, Mapping
@@ -19,13 +18,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from multiview.train.build import build_model
+from multiview.train.build import build_model, build_views
 from multiview.train.checkpoint import (
     CheckpointManager,
     TrainState,
     find_checkpoint,
 )
-from multiview.train.data import build_loader, move_to_device
+from multiview.train.data import build_loader, move_to_device, split_batch
 from multiview.train.metrics_log import MetricsLogger, to_number
 from multiview.train.optim import build_optimizer, build_scheduler
 from multiview.train.recipe import Recipe, dump_recipe
@@ -104,11 +103,13 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else recipe.run_dir
         self.accelerator = make_accelerator(recipe)
         set_seed(recipe.train.seed)
-        self.model = build_model(recipe)
+        views = build_views(recipe)
+        self.view_names = tuple(views.view_names)
+        self.model = build_model(recipe, views)
         self._setup_optimisers()
         self.micro_batch = per_process_batch(recipe, self.accelerator.num_processes)
-        self.loader, self.stream = build_loader(
-            recipe, self.micro_batch, self.accelerator.process_index, self.accelerator.num_processes
+        self.loader, self.stream, _ = build_loader(
+            recipe, self.micro_batch, self.accelerator.process_index, self.accelerator.num_processes, views
         )
         self.batches_per_epoch = len(self.loader)
         self.steps_per_epoch = self.batches_per_epoch // recipe.train.grad_accum
@@ -179,10 +180,10 @@ class Trainer:
         return metrics
 
     def _micro_step(self, batch: Mapping) -> tuple:
-        batch = move_to_device(batch, self.accelerator.device)
+        views, batch = split_batch(move_to_device(batch, self.accelerator.device), self.view_names)
         with self.accelerator.accumulate(self.model):
             with self.accelerator.autocast():
-                output = self.model(batch["views"], batch)
+                output = self.model(views, batch)
             self._check_finite(output.losses, self.state.step)
             self.accelerator.backward(output.loss)
             if self.accelerator.sync_gradients and self.recipe.train.grad_clip:
@@ -198,8 +199,7 @@ class Trainer:
     def _batches(self) -> Iterator[Mapping]:
         """Batches from the current stream position on, epoch after epoch."""
         while True:
-            self.stream.set_epoch(self.state.epoch)
-            self.stream.skip_batches(self.state.batches_in_epoch)
+            self.stream.load_state_dict({"epoch": self.state.epoch, "batches": self.state.batches_in_epoch})
             for batch in self.loader:
                 self.state.batches_in_epoch += 1
                 yield batch
@@ -289,7 +289,3 @@ def pretrain(
 ) -> RunSummary:
     """Run a recipe end to end; returns where the run lives and its last metrics."""
     return Trainer(recipe, run_dir).fit(resume=resume, stop_after=stop_after)
-
-
-def epochs_for(steps: int, steps_per_epoch: int) -> int:
-    return math.ceil(steps / max(steps_per_epoch, 1))

@@ -1,0 +1,69 @@
+"""Recipe -> the training stream: shards, split by rank and worker in the data layer, through the views."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from multiview.data import ShardStream, make_loader
+from multiview.train.recipe import Recipe
+
+
+class ViewStage:
+    """The per-sample map of the stream: decoded sample -> named views (picklable, for DataLoader workers).
+
+    Drops the generator's ``__meta__`` (crop boxes, camera ids) unless ``keep_meta``: collating a list of dicts per
+    batch costs time and the objectives do not use it.
+    """
+
+    def __init__(self, views, keep_meta: bool = False):
+        self.views = views
+        self.keep_meta = keep_meta
+
+    def __call__(self, sample: dict, generator: torch.Generator) -> dict:
+        out = dict(self.views(sample, generator=generator))
+        if not self.keep_meta:
+            out.pop("__meta__", None)
+        return out
+
+
+def build_loader(recipe: Recipe, micro_batch: int, rank: int, world_size: int, views=None):
+    """The recipe's loader and stream for this process: ``micro_batch`` samples per batch, equal batch counts on
+    every rank, an incomplete final global batch dropped (training never sees a padded duplicate)."""
+    from multiview.train.build import build_views
+
+    data = recipe.data
+    views = views if views is not None else build_views(recipe)
+    keep = ["__key__", *data.keep]
+    stream = ShardStream(
+        data.path,
+        data.split,
+        fields=data.fields,
+        map_fn=ViewStage(views),
+        keep=keep,
+        batch_size=micro_batch,
+        shuffle=data.shuffle,
+        resampled=data.resampled,
+        epoch_size=data.epoch_size if data.resampled else None,
+        tail="drop",
+        seed=recipe.train.seed,
+        rank=rank,
+        world_size=world_size,
+        on_error=data.on_error,
+    )
+    loader = make_loader(stream, num_workers=data.num_workers, pin_memory=torch.cuda.is_available())
+    return loader, stream, views
+
+
+def split_batch(batch: Mapping[str, Any], view_names) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A collated batch -> (views ``{name: [B, ...]}``, the rest: labels, attributes, keys)."""
+    views = {name: batch[name] for name in view_names}
+    rest = {key: value for key, value in batch.items() if key not in views}
+    return views, rest
+
+
+def move_to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors to ``device`` (non-blocking from pinned memory); everything else unchanged."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
