@@ -332,28 +332,52 @@ class ShardStream(IterableDataset):
         policy = ErrorPolicy(self.on_error, f"{self.root} split {self.split!r} epoch {self.epoch} rank {rank}")
         try:
             for i in range(self._start + worker, len(order), workers):
+                before = policy.skipped
                 batch = self._batch(order[i], is_pad[i], offsets, policy)
-                yield collate(batch) if self.batch_size is not None else batch[0]
+                item = Batch(collate(batch) if self.batch_size is not None else batch[0])
+                item.skipped = policy.skipped - before  # carried to the main process (see ShardLoader)
+                yield item
         finally:
-            self.skipped += policy.skipped
-            policy.report()
             self._start = 0
+            if info is None:  # in a worker the loader counts and reports, from the batches it receives
+                self.skipped += policy.skipped
+                policy.report()
+
+
+class Batch(dict):
+    """A collated batch (or a sample) that also carries ``skipped``: bad samples replaced in it (skip mode)."""
+
+    skipped: int = 0
 
 
 class ShardLoader(DataLoader):
-    """A DataLoader over a ShardStream that counts the batches it hands out (for ``stream.state_dict()``)."""
+    """A DataLoader over a ShardStream that counts the batches it hands out (for ``stream.state_dict()``) and,
+    with workers, the samples they skipped (``stream.skipped`` and one log line per epoch).
+    """
 
     def __iter__(self):
         stream: ShardStream = self.dataset
         stream.batches_consumed = stream._start
+        skipped = 0
         if self.num_workers > 0:
             stream.reader.index_all()  # once, here: workers inherit the indexes instead of each re-reading headers
         try:
             for batch in super().__iter__():
                 stream.batches_consumed += 1
+                skipped += getattr(batch, "skipped", 0)
                 yield batch
         finally:
             stream._start = 0
+            if self.num_workers > 0:
+                stream.skipped += skipped
+                if skipped:
+                    log.warning(
+                        "%s split %r epoch %d: skipped %d bad sample(s) this epoch",
+                        stream.root,
+                        stream.split,
+                        stream.epoch,
+                        skipped,
+                    )
 
 
 def make_loader(
