@@ -7,6 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from multiview.data import ShardStream, collate, epoch_plan, make_loader
 
@@ -186,3 +188,22 @@ def test_map_fn_generator_is_the_views_contract_generator():
     a = torch.rand(3, generator=sample_generator(4, 2, "s001"))
     assert torch.equal(a, torch.rand(3, generator=views.derive_generator(4, 2, "s001")))
     assert not torch.equal(a, torch.rand(3, generator=sample_generator(4, 3, "s001")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 9), min_size=1, max_size=6).filter(lambda c: sum(c) > 0),
+    world=st.integers(1, 4),
+    batch=st.integers(1, 5),
+    shuffle=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
+def test_plan_covers_every_sample_once_with_pad_and_never_repeats_with_drop(counts, world, batch, shuffle, seed):
+    kw = {"seed": seed, "epoch": 0, "shuffle": shuffle, "resampled": False, "epoch_size": None}
+    order, is_pad = epoch_plan(counts, batch=batch, world_size=world, tail="pad", **kw)
+    assert len(order) % (world * batch) == 0 and len(order) - sum(counts) < world * batch
+    assert sorted(order[~is_pad].tolist()) == list(range(sum(counts))) and not is_pad[: sum(counts)].any()
+    if sum(counts) >= world * batch:
+        dropped, pads = epoch_plan(counts, batch=batch, world_size=world, tail="drop", **kw)
+        assert len(dropped) == sum(counts) // (world * batch) * world * batch and not pads.any()
+        assert len(set(dropped.tolist())) == len(dropped)
