@@ -16,7 +16,7 @@ import functools
 import hashlib
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -231,6 +231,19 @@ class ViewGenerator:
 
     def generate(self, sample: Any, generator: torch.Generator) -> dict[str, Any]:
         raise NotImplementedError
+
+    def batch(self, samples: Sequence[Any], *, generators: Sequence[torch.Generator] | None = None) -> list[dict]:
+        """The views of several samples: the same as ``[gen(s, generator=g) for s, g in ...]`` (to float
+        rounding). Generators that can share tensor operations across samples override this (the image
+        crop generators do); the rest loop. Without ``generators`` each sample derives its own."""
+        return [self.generate(s, g) for s, g in zip(samples, self._generators(samples, generators))]
+
+    def _generators(self, samples: Sequence[Any], generators: Sequence[torch.Generator] | None):
+        if generators is None:
+            return [derive_generator(self.seed, sample_key(s)) for s in samples]
+        if len(generators) != len(samples):
+            raise ValueError(f"got {len(generators)} generators for {len(samples)} samples; expected one each")
+        return list(generators)
 
     @property
     def view_names(self) -> tuple[str, ...]:

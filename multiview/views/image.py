@@ -32,6 +32,7 @@ from multiview.views.photometric import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Box,
+    ColourPlan,
     Photometric,
     apply_colour,
     eval_crop,
@@ -145,51 +146,73 @@ class ImageViews(ViewGenerator):
 
 
 # -- the crop engine shared by amdim, simclr and multicrop ---------------------------------------------------
-def _flip_views(x: torch.Tensor, flips: list[bool]) -> torch.Tensor:
-    if all(flips):
-        return x.flip(-1)
-    if any(flips):
-        idx = [i for i, f in enumerate(flips) if f]
-        x[idx] = x[idx].flip(-1)
-    return x
+@dataclass
+class DrawnView:
+    """One view's random draw: its uint8 crop ``[C, size, size]``, flip, colour plan and box."""
+
+    crop: torch.Tensor
+    flip: bool
+    plan: ColourPlan
+    box: Box
 
 
-def render_crops(
-    gen: ImageViews,
+def draw_crops(
     img: torch.Tensor,
     specs: Sequence[CropSpec],
     u: Uniforms,
     *,
     shared_flip_p: float | None = None,
     boxes: Sequence[Box] | None = None,
-) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
-    """Cut, flip and colour ``len(specs)`` views of ``img [C, H, W]`` uint8.
+) -> list[DrawnView]:
+    """Draw and cut ``len(specs)`` views of ``img [C, H, W]`` uint8 (colour is applied by ``finish_crops``).
 
     ``shared_flip_p``: one flip drawn for all views (AMDIM, CMC) instead of one per view. ``boxes`` replaces
-    the RandomResizedCrop draw (translation crops). Views of equal size share each colour operation.
-    Returns the views ``[C, size, size]`` and their metadata (box in source pixels, flip).
+    the RandomResizedCrop draw (translation crops).
     """
     _, height, width = img.shape
     shared = u.bernoulli(shared_flip_p) if shared_flip_p is not None else None
-    flips, plans, crops, metas = [], [], [], []
+    drawn = []
     for i, spec in enumerate(specs):
-        flips.append(shared if shared is not None else u.bernoulli(spec.flip_p))
+        flip = shared if shared is not None else u.bernoulli(spec.flip_p)
         box = boxes[i] if boxes is not None else sample_crop_box(u, height, width, spec.scale, spec.ratio)
-        plans.append(sample_colour_plan(u, spec.colour))
-        crops.append(
-            resized_crop(img, box, (spec.size, spec.size))
-            if box[2:] != (spec.size,) * 2
-            else img[:, box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
-        )
-        metas.append({"box": torch.tensor(box), "flip": flips[-1]})
-    views: list[torch.Tensor] = [torch.empty(0)] * len(specs)
-    for size in dict.fromkeys(s.size for s in specs):
-        idx = [i for i, s in enumerate(specs) if s.size == size]
-        x = torch.stack([crops[i] for i in idx]).float().div_(255.0)
-        x = apply_colour(_flip_views(x, [flips[i] for i in idx]), [plans[i] for i in idx])
+        plan = sample_colour_plan(u, spec.colour)
+        if box[2:] == (spec.size, spec.size):  # translation crops need no resampling
+            crop = img[:, box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
+        else:
+            crop = resized_crop(img, box, (spec.size, spec.size))
+        drawn.append(DrawnView(crop, flip, plan, box))
+    return drawn
+
+
+def _flip_views(x: torch.Tensor, flips: list[bool]) -> torch.Tensor:
+    if all(flips):
+        return x.flip(-1)
+    if any(flips):
+        idx = torch.tensor([i for i, f in enumerate(flips) if f])
+        x[idx] = x[idx].flip(-1)
+    return x
+
+
+def finish_crops(gen: ImageViews, drawn: Sequence[DrawnView]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    """Flip, colour and normalise drawn views; views of equal size share each tensor operation.
+
+    Returns the views ``[C, size, size]`` and their metadata (box in source pixels, flip).
+    """
+    boxes = torch.tensor([d.box for d in drawn]).unbind(0)  # one call for all the boxes
+    metas = [{"box": box, "flip": d.flip} for box, d in zip(boxes, drawn)]
+    views: list[torch.Tensor] = [torch.empty(0)] * len(drawn)
+    for size in dict.fromkeys(d.crop.shape[-1] for d in drawn):
+        idx = [i for i, d in enumerate(drawn) if d.crop.shape[-1] == size]
+        x = torch.stack([drawn[i].crop for i in idx]).float().div_(255.0)
+        x = apply_colour(_flip_views(x, [drawn[i].flip for i in idx]), [drawn[i].plan for i in idx])
         for i, view in zip(idx, gen.finish(x)):
             views[i] = view
     return views, metas
+
+
+def render_crops(gen: ImageViews, img: torch.Tensor, specs: Sequence[CropSpec], u: Uniforms, **kwargs: Any):
+    """``draw_crops`` then ``finish_crops``: the views of one sample."""
+    return finish_crops(gen, draw_crops(img, specs, u, **kwargs))
 
 
 def _eval_views(gen: ImageViews, img: torch.Tensor, sizes: Sequence[int], crop_fraction: float):
@@ -215,9 +238,37 @@ def _jitter_strengths(value: Sequence[float]) -> tuple[float, float, float, floa
     return b, c, s, h
 
 
+class CropViews(ImageViews):
+    """Base of the generators built on the crop engine (amdim, simclr, multicrop): subclasses give
+    ``draw(img, generator) -> [DrawnView]`` and ``eval_views(img) -> (views, metas)``; this class adds
+    ``generate`` and a batched ``batch`` (same views as one call per sample, one tensor op per step for
+    the whole batch)."""
+
+    def draw(self, img: torch.Tensor, generator: torch.Generator) -> list[DrawnView]:
+        raise NotImplementedError
+
+    def eval_views(self, img: torch.Tensor) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+        raise NotImplementedError
+
+    def generate(self, sample: Any, generator: torch.Generator) -> dict[str, Any]:
+        img = self.load(sample)
+        if not self.train:
+            return _pack(self.view_names, *self.eval_views(img))
+        return _pack(self.view_names, *finish_crops(self, self.draw(img, generator)))
+
+    def batch(self, samples: Sequence[Any], *, generators: Sequence[torch.Generator] | None = None) -> list[dict]:
+        if not self.train:
+            return super().batch(samples, generators=generators)
+        generators = self._generators(samples, generators)
+        drawn = [self.draw(self.load(s), g) for s, g in zip(samples, generators)]
+        views, metas = finish_crops(self, [d for ds in drawn for d in ds])
+        n = len(self.view_names)
+        return [_pack(self.view_names, views[i : i + n], metas[i : i + n]) for i in range(0, len(views), n)]
+
+
 # -- amdim ------------------------------------------------------------------------------------------------
 @register("amdim")
-class AMDIMViews(ImageViews):
+class AMDIMViews(CropViews):
     """AMDIM's views (Bachman et al. 2019): one horizontal flip shared by all views, then per view a
     RandomResizedCrop (scale 0.3-1, ratio 0.7-1.4, bicubic) -- or, with ``crop="translate"``, the CIFAR
     recipe: a +-4 px translation with reflection padding, with probability 0.8 -- then ColorJitter(0.4, 0.4,
@@ -278,29 +329,30 @@ class AMDIMViews(ImageViews):
     def view_names(self) -> tuple[str, ...]:
         return tuple(f"view{i}" for i in range(self.n_views))
 
-    def generate(self, sample: Any, generator: torch.Generator) -> dict[str, Any]:
-        img = self.load(sample)
-        size = self.size or img.shape[-1]
+    def _size(self, img: torch.Tensor) -> int:
         if self.crop == "translate" and self.size is None and img.shape[-1] != img.shape[-2]:
             raise ValueError(f"translate mode with size=None needs a square image, got {tuple(img.shape)}")
-        if not self.train:
-            # CIFAR evaluation sees the whole image; resized-crop evaluation a centre crop.
-            fraction = 1.0 if self.crop == "translate" else self.eval_crop_fraction
-            return _pack(self.view_names, *_eval_views(self, img, [size] * self.n_views, fraction))
+        return self.size or img.shape[-1]
+
+    def eval_views(self, img: torch.Tensor):
+        # CIFAR evaluation sees the whole image; resized-crop evaluation a centre crop.
+        fraction = 1.0 if self.crop == "translate" else self.eval_crop_fraction
+        return _eval_views(self, img, [self._size(img)] * self.n_views, fraction)
+
+    def draw(self, img: torch.Tensor, generator: torch.Generator) -> list[DrawnView]:
         u = Uniforms(generator)
-        spec = CropSpec(size, self.scale, self.ratio, self.colour)
+        spec = CropSpec(self._size(img), self.scale, self.ratio, self.colour)
         boxes = None
         if self.crop == "translate":
             pad, p = self.translate
             boxes = [translate_box(u, img.shape[1], img.shape[2], pad, p) for _ in range(self.n_views)]
             img = F.pad(img, [pad] * 4, padding_mode="reflect") if pad else img
-        views, metas = render_crops(self, img, [spec] * self.n_views, u, shared_flip_p=self.flip_p, boxes=boxes)
-        return _pack(self.view_names, views, metas)
+        return draw_crops(img, [spec] * self.n_views, u, shared_flip_p=self.flip_p, boxes=boxes)
 
 
 # -- simclr and multicrop ---------------------------------------------------------------------------------
 @register("simclr")
-class SimCLRViews(ImageViews):
+class SimCLRViews(CropViews):
     """SimCLR's views (Chen et al. 2020), with lightly's ``SimCLRTransform`` defaults: RandomResizedCrop
     (scale 0.08-1, ratio 3/4-4/3), a flip per view, ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s) with p 0.8
     (s = ``jitter_strength``), grayscale p 0.2, Gaussian blur p 0.5 (sigma 0.1-2), normalisation.
@@ -346,18 +398,15 @@ class SimCLRViews(ImageViews):
     def view_names(self) -> tuple[str, ...]:
         return tuple(f"view{i}" for i in range(self.n_views))
 
-    def generate(self, sample: Any, generator: torch.Generator) -> dict[str, Any]:
-        img = self.load(sample)
-        if not self.train:
-            return _pack(
-                self.view_names, *_eval_views(self, img, [self.spec.size] * self.n_views, self.eval_crop_fraction)
-            )
-        views, metas = render_crops(self, img, [self.spec] * self.n_views, Uniforms(generator))
-        return _pack(self.view_names, views, metas)
+    def eval_views(self, img: torch.Tensor):
+        return _eval_views(self, img, [self.spec.size] * self.n_views, self.eval_crop_fraction)
+
+    def draw(self, img: torch.Tensor, generator: torch.Generator) -> list[DrawnView]:
+        return draw_crops(img, [self.spec] * self.n_views, Uniforms(generator))
 
 
 @register("multicrop")
-class MultiCropViews(ImageViews):
+class MultiCropViews(CropViews):
     """Multi-crop views (SwAV / DINO): ``n_global`` large crops and ``n_local`` small ones, with lightly's
     ``DINOTransform`` defaults: global 224 px (scale 0.4-1), local 96 px (scale 0.05-0.4), flip per view,
     ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, blur p 1.0 / 0.1 on the two global views and 0.5
@@ -420,13 +469,11 @@ class MultiCropViews(ImageViews):
     def view_names(self) -> tuple[str, ...]:
         return tuple(f"global{i}" for i in range(self.n_global)) + tuple(f"local{i}" for i in range(self.n_local))
 
-    def generate(self, sample: Any, generator: torch.Generator) -> dict[str, Any]:
-        img = self.load(sample)
-        if not self.train:
-            sizes = [s.size for s in self.specs]
-            return _pack(self.view_names, *_eval_views(self, img, sizes, self.eval_crop_fraction))
-        views, metas = render_crops(self, img, self.specs, Uniforms(generator))
-        return _pack(self.view_names, views, metas)
+    def eval_views(self, img: torch.Tensor):
+        return _eval_views(self, img, [s.size for s in self.specs], self.eval_crop_fraction)
+
+    def draw(self, img: torch.Tensor, generator: torch.Generator) -> list[DrawnView]:
+        return draw_crops(img, self.specs, Uniforms(generator))
 
 
 # -- colorsplit (CMC) -------------------------------------------------------------------------------------

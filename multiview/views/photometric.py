@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torchvision.transforms import InterpolationMode
+import torch.nn.functional as nnf
 from torchvision.transforms.v2 import functional as F
 
 from multiview.views.base import Uniforms
@@ -22,8 +22,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale.
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
-# Offsets n of the HSV -> RGB formula f(n) = V - V*S*clamp(min(k, 4 - k), 0, 1), k = (n + H/60) mod 6.
-_HUE_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).reshape(1, 3, 1, 1)
 _JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
 
 Box = tuple[int, int, int, int]  # (top, left, height, width) in source pixels
@@ -55,9 +53,18 @@ def sample_crop_box(
 
 
 def resized_crop(img: torch.Tensor, box: Box, size: tuple[int, int]) -> torch.Tensor:
-    """``img [C, H, W]`` uint8 -> ``[C, size]`` uint8, bicubic with antialias (as PIL's resize)."""
+    """``img [C, H, W]`` uint8 -> ``[C, size]`` uint8, bicubic with antialias (as PIL's resize).
+
+    Equal to ``F.resized_crop(img, *box, size, BICUBIC, antialias=True)`` (tested); calling torch's kernel
+    directly skips torchvision's dispatch, and channels-last uint8 input takes its vectorised path: together
+    about half the cost at these image sizes.
+    """
     top, left, h, w = box
-    return F.resized_crop(img, top, left, h, w, list(size), InterpolationMode.BICUBIC, antialias=True)
+    crop = img[None, :, top : top + h, left : left + w]
+    if img.dtype == torch.uint8:  # torch's uint8 antialiased kernel is fastest on channels-last input
+        crop = crop.contiguous(memory_format=torch.channels_last)
+    out = nnf.interpolate(crop, size=tuple(size), mode="bicubic", antialias=True, align_corners=False)
+    return out[0].contiguous()
 
 
 def eval_crop(img: torch.Tensor, size: int, crop_fraction: float) -> tuple[torch.Tensor, Box]:
@@ -81,61 +88,84 @@ def translate_box(u: Uniforms | None, height: int, width: int, pad: int, p: floa
 
 
 # -- colour -----------------------------------------------------------------------------------------------
+# Channel mixes as matrices: one call each instead of one per channel (these tensors are tiny, so
+# the count of calls, not arithmetic, sets the cost).
+_GRAY_KERNEL = torch.tensor([GRAY_WEIGHTS])
+# Rows: G - B, B - R, R - G: the hue numerator when R, G or B is the largest channel.
+_HUE_DIFF_KERNEL = torch.tensor([[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]])
+# Added to each candidate hue numerator, times delta: the sextant where R, G or B is the largest.
+_HUE_BASE = torch.tensor([0.0, 2.0, 4.0]).reshape(1, 3, 1, 1)
+# Hue (in sextants, 6 H) at which each output channel R, G, B is at its minimum (cyan, magenta, yellow).
+_HUE_TARGETS = torch.tensor([3.0, 5.0, 1.0]).reshape(1, 3, 1, 1)
+
+
+def _mix_channels(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``matrix [K, C] @ x [V, C, H, W]`` over channels -> ``[V, K, H, W]`` (one matmul; a 1x1 conv2d takes
+    torch's slow im2col path here)."""
+    v, c, h, w = x.shape
+    return torch.matmul(matrix.to(x.dtype), x.reshape(v, c, h * w)).reshape(v, -1, h, w)
+
+
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     """``[V, C, H, W]`` float -> luma ``[V, 1, H, W]`` (identity for C = 1)."""
     if x.shape[-3] == 1:
         return x
-    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    return r * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + b * GRAY_WEIGHTS[2]
+    return _mix_channels(_GRAY_KERNEL, x)
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``x [V, C, H, W]`` in [0, 1], ``factor [V, 1, 1, 1]``: scale towards black."""
-    return (x * factor).clamp_(0.0, 1.0)
+    """``x [V, C, H, W]`` in [0, 1], ``factor [V, 1, 1, 1]`` >= 0: scale towards black."""
+    return (x * factor).clamp_(max=1.0)  # factor >= 0: no clamp at 0 needed
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (other + factor * (x - other)).clamp_(0.0, 1.0)
+def blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``other + factor * (x - other)``, clamped to [0, 1]. Plain arithmetic, in place where possible:
+    ``torch.lerp`` and ``where`` with broadcast operands are several times slower on these small tensors."""
+    return (x - other).mul_(factor).add_(other).clamp_(0.0, 1.0)
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the mean luma of each view."""
-    return _blend(x, grayscale(x).mean(dim=(-3, -2, -1), keepdim=True), factor)
+    return blend(x, grayscale(x).mean(dim=(-3, -2, -1), keepdim=True), factor)
 
 
 def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the per-pixel luma (identity on one channel, as torchvision)."""
     if x.shape[-3] == 1:
         return x
-    return _blend(x, grayscale(x), factor)
+    return blend(x, grayscale(x), factor)
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate the HSV hue of ``x [V, 3, H, W]`` by ``shift [V, 1, 1, 1]`` turns (in [-0.5, 0.5]).
 
-    RGB -> (H, S, V) -> RGB, with the closed form f(n) = V - delta * clamp(min(k, 4 - k), 0, 1),
-    k = (n + 6 H) mod 6, n = 5, 3, 1 for R, G, B, where delta = max - min = V * S. Same result as
-    torchvision's ``adjust_hue`` on float images, in about 20 vectorised operations.
+    RGB -> (H, S, V) -> RGB in closed form. With delta = max - min = V * S, the hue in sextants is
+    h = (G - B) / delta, (B - R) / delta + 2 or (R - G) / delta + 4 when R, G or B is the largest channel.
+    Tied largest channels give the same hue modulo 6, and the larger candidate is the right one where R
+    and B tie (-1 vs 5), so h = the largest candidate among the largest channels. After the shift, channel
+    c is V - delta * clamp(2 - dist(h, t_c), 0, 1), where dist is the distance on the circle of length 6 to
+    the hue t_c = (3, 5, 1) at which channel c is smallest: 2 - dist = | |h - t_c| - 3 | - 1 for h in
+    [0, 6). Only plain arithmetic: comparisons and ``where`` cost several times more on these small
+    tensors. Same result as torchvision's ``adjust_hue`` (to float rounding).
     """
     if x.shape[-3] == 1:
         return x
     maxc, minc = x.amax(dim=1, keepdim=True), x.amin(dim=1, keepdim=True)
     delta = maxc - minc
-    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    # Hue in sextants (6 H), before the modulo; ties go to R, then G, as in torchvision.
-    numerator = torch.where(maxc == r, g - b, torch.where(maxc == g, b - r + 2 * delta, r - g + 4 * delta))
-    h6 = numerator / torch.where(delta > 0, delta, torch.ones_like(delta))
-    k = torch.remainder(_HUE_OFFSETS + (h6 + 6.0 * shift), 6.0)
-    weight = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    return maxc - delta * weight
+    # 0 for channels equal to the maximum, 1 for the others (any positive gap times 1e30 clamps to 1).
+    not_max = (maxc - x).mul_(1e30).clamp_(max=1.0)
+    numerators = _mix_channels(_HUE_DIFF_KERNEL, x).add_(delta * _HUE_BASE.to(x.dtype))
+    # Numerators lie in [-delta, 5 delta]: minus 10 delta rules out the channels that are not the largest.
+    numerator = numerators.sub_(not_max.mul_(delta), alpha=10.0).amax(dim=1, keepdim=True)
+    h = numerator.div_(delta.clamp_min(1e-12)).add_(6.0 * shift)  # delta = 0: h = 0, grey stays grey
+    h = h.sub_(torch.floor(h * (1.0 / 6.0)), alpha=6.0)  # into [0, 6); far cheaper than remainder
+    weight = (h - _HUE_TARGETS.to(x.dtype)).abs_().sub_(3.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
+    return maxc - weight.mul_(delta)
 
 
-_ADJUST = {
-    "brightness": adjust_brightness,
-    "contrast": adjust_contrast,
-    "saturation": adjust_saturation,
-    "hue": adjust_hue,
-}
+_ADJUST = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+_IDENTITY = (1.0, 1.0, 1.0, 0.0)  # the factor that leaves a view unchanged, per op
+_OP_COST = (2.0, 6.0, 4.0, 25.0)  # tensor calls per op: what merging the views' orders saves
 
 
 @dataclass(frozen=True)
@@ -159,7 +189,7 @@ class Photometric:
 class ColourPlan:
     """The drawn colour parameters of one view."""
 
-    jitter: list[tuple[str, float]]  # (op, factor) in the order they apply
+    jitter: list[tuple[int, float]]  # (op index into _JITTER_OPS, factor) in the order they apply
     gray: bool = False
     blur_sigma: float | None = None
     solarize: bool = False
@@ -174,30 +204,85 @@ def sample_colour_plan(u: Uniforms, recipe: Photometric) -> ColourPlan:
             s = strengths[i]
             if s > 0:
                 factor = u.uniform(-s, s) if i == 3 else u.uniform(max(0.0, 1.0 - s), 1.0 + s)
-                jitter.append((_JITTER_OPS[i], factor))
+                jitter.append((i, factor))
     gray = recipe.gray_p > 0 and u.bernoulli(recipe.gray_p)
     blur = u.uniform(*recipe.sigma) if recipe.blur_p > 0 and u.bernoulli(recipe.blur_p) else None
     solarize = recipe.solarize_p > 0 and u.bernoulli(recipe.solarize_p)
     return ColourPlan(jitter, gray, blur, solarize)
 
 
-def colour_jitter(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
-    """Apply each view's jitter ops in its own order; views doing the same op at a step share one call."""
+def merge_orders(plans: list[ColourPlan]) -> list[tuple[int, dict[int, float]]]:
+    """One op sequence that contains every view's jitter order as a subsequence: ``[(op, {view: factor})]``.
+
+    Views are merged one by one along a longest common subsequence weighted by each op's cost, so the
+    expensive hue rotation runs once for all views whatever their orders (a shortest common
+    supersequence, greedy over views). Views absent from an entry get the identity factor there.
+    """
+    merged: list[tuple[int, dict[int, float]]] = []
+    for v, plan in enumerate(plans):
+        seq = plan.jitter
+        n, m = len(merged), len(seq)
+        # best[i][j]: the largest cost of ops shared between merged[i:] and seq[j:].
+        best = [[0.0] * (m + 1) for _ in range(n + 1)]
+        for i in range(n - 1, -1, -1):
+            for j in range(m - 1, -1, -1):
+                share = _OP_COST[seq[j][0]] + best[i + 1][j + 1] if merged[i][0] == seq[j][0] else 0.0
+                best[i][j] = max(best[i + 1][j], best[i][j + 1], share)
+        out: list[tuple[int, dict[int, float]]] = []
+        i = j = 0
+        while i < n or j < m:
+            if i < n and j < m and merged[i][0] == seq[j][0] and best[i][j] == _OP_COST[seq[j][0]] + best[i + 1][j + 1]:
+                out.append((merged[i][0], {**merged[i][1], v: seq[j][1]}))
+                i, j = i + 1, j + 1
+            elif i < n and (j == m or best[i][j] == best[i + 1][j]):
+                out.append(merged[i])
+                i += 1
+            else:
+                out.append((seq[j][0], {v: seq[j][1]}))
+                j += 1
+        merged = out
+    return merged
+
+
+def _jitter_merged(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
+    """Few views: every step of ``merge_orders`` runs once on all views (identity factors elsewhere)."""
+    steps = merge_orders(plans)
+    if not steps:
+        return x
     n_views = x.shape[0]
+    table = [[factors.get(v, _IDENTITY[op]) for v in range(n_views)] for op, factors in steps]
+    all_factors = torch.tensor(table, dtype=x.dtype).reshape(len(steps), n_views, 1, 1, 1)
+    for (op, _), factors in zip(steps, all_factors):
+        x = _ADJUST[op](x, factors)
+    return x
+
+
+def _jitter_grouped(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
+    """Many views (a batch of samples): at each step, each op runs on the subset of views doing it."""
     for step in range(max((len(p.jitter) for p in plans), default=0)):
-        groups: dict[str, list[tuple[int, float]]] = {}
+        groups: dict[int, tuple[list[int], list[float]]] = {}
         for v, plan in enumerate(plans):
             if step < len(plan.jitter):
                 op, factor = plan.jitter[step]
-                groups.setdefault(op, []).append((v, factor))
-        for op, members in groups.items():
-            idx = [v for v, _ in members]
-            factors = torch.tensor([f for _, f in members], dtype=x.dtype).reshape(-1, 1, 1, 1)
-            if len(idx) == n_views:
-                x = _ADJUST[op](x, factors)
+                groups.setdefault(op, ([], []))[0].append(v)
+                groups[op][1].append(factor)
+        for op, (idx, factors) in groups.items():
+            f = torch.tensor(factors, dtype=x.dtype).reshape(-1, 1, 1, 1)
+            if len(idx) == x.shape[0]:
+                x = _ADJUST[op](x, f)
             else:
-                x[idx] = _ADJUST[op](x[idx], factors)  # x is the caller's fresh stack: safe in place
+                index = torch.tensor(idx)
+                x = x.index_copy(0, index, _ADJUST[op](x.index_select(0, index), f))
     return x
+
+
+def colour_jitter(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
+    """Apply each view's jitter ops in its own random order to ``x [V, C, H, W]``, batched over views.
+
+    Up to 4 views (one sample) run the merged order (``merge_orders``): fewest tensor calls. More views (a
+    batch of samples) run each (step, op) on the views that need it: no wasted arithmetic.
+    """
+    return _jitter_merged(x, plans) if len(plans) <= 4 else _jitter_grouped(x, plans)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -210,10 +295,10 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def apply_colour(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
     """``x [V, C, H, W]`` float in [0, 1] -> the same after each view's jitter, grayscale, blur, solarise."""
     x = colour_jitter(x, plans)
-    gray = [p.gray for p in plans]
+    gray = [float(p.gray) for p in plans]
     if any(gray) and x.shape[1] > 1:
-        mask = torch.tensor(gray).reshape(-1, 1, 1, 1)
-        x = torch.where(mask, grayscale(x).expand_as(x), x)
+        select = torch.tensor(gray, dtype=x.dtype).reshape(-1, 1, 1, 1)  # 0 or 1 per view
+        x = (grayscale(x) - x).mul_(select).add_(x)
     if any(p.blur_sigma is not None for p in plans):
         x = torch.stack(
             [x[v] if p.blur_sigma is None else gaussian_blur(x[v], p.blur_sigma) for v, p in enumerate(plans)]
