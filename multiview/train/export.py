@@ -1,0 +1,101 @@
+"""From a checkpoint to reusable parts: exported encoders, and encoders + eval transforms for evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from multiview.train.checkpoint import find_checkpoint, load_model_state
+from multiview.train.recipe import Recipe, load_recipe
+
+
+def load_trained_model(checkpoint: str | Path) -> tuple[Any, Recipe, Path]:
+    """Rebuild the model of a checkpoint (or of a run folder's newest checkpoint) and load its weights."""
+    from multiview.train.build import build_model
+
+    path = find_checkpoint(checkpoint, Path(checkpoint))
+    recipe = load_recipe(path / "recipe.yaml")
+    model = build_model(recipe)
+    model.load_state_dict(load_model_state(path))
+    return model.eval(), recipe, path
+
+
+def export_encoder(checkpoint: str | Path, key: str, out: str | Path) -> Path:
+    """Write the encoder ``key`` of a checkpoint as safetensors (plus a timm trunk file for timm trunks)."""
+    from multiview.encoders.export import save_encoder
+
+    model, recipe, path = load_trained_model(checkpoint)
+    if key not in model.encoders:
+        by_view = model.view_to_encoder.get(key)
+        if by_view is None:
+            raise ValueError(
+                f"--modality {key!r}: checkpoint {path} has encoders {sorted(model.encoders)} "
+                f"(views: {sorted(model.view_to_encoder)})"
+            )
+        key = by_view
+    extra = {"recipe": recipe.name, "checkpoint": str(path), "encoder_key": key}
+    save_encoder(model.encoders[key], out, extra_metadata=extra)
+    return Path(out)
+
+
+class ViewTransform:
+    """Deterministic eval input of one field: the eval-mode generator's view ``view`` of a sample."""
+
+    def __init__(self, generator, view: str):
+        self.generator, self.view = generator, view
+
+    def __call__(self, sample: dict) -> torch.Tensor:
+        return self.generator(sample, generator=torch.Generator().manual_seed(0))[self.view]
+
+
+class CameraTransform:
+    """Deterministic eval input of camera ``index`` of a multi-camera sample."""
+
+    def __init__(self, generator, index: int):
+        self.generator, self.index = generator, index
+
+    def __call__(self, sample: dict) -> torch.Tensor:
+        return self.generator._view(sample, self.index, None)
+
+
+def field_inputs(eval_views, view_to_encoder: dict[str, str], n_cameras: int = 0) -> dict[str, tuple[str, Any]]:
+    """Shard field -> (encoder key, deterministic transform), from the recipe's view generator in eval mode."""
+    from multiview.views import CameraViews, FieldViews
+
+    fields: dict[str, tuple[str, Any]] = {}
+    if isinstance(eval_views, FieldViews):
+        for view in eval_views.view_names:
+            key, sub = eval_views._owner(view)
+            sub_gen = eval_views.generators[key]
+            name = getattr(sub_gen, "field", key)
+            fields.setdefault(name, (view_to_encoder[view], ViewTransform(sub_gen, sub)))
+    elif isinstance(eval_views, CameraViews):
+        encoder = view_to_encoder[eval_views.view_names[0]]
+        for k in range(n_cameras or eval_views.config.get("n_cameras") or 0):
+            fields[f"{eval_views.prefix}{k}"] = (encoder, CameraTransform(eval_views, k))
+    else:
+        first = eval_views.view_names[0]
+        fields[getattr(eval_views, "field", first)] = (view_to_encoder[first], ViewTransform(eval_views, first))
+    return fields
+
+
+def load_for_eval(checkpoint: str | Path):
+    """Encoders keyed by shard field with their deterministic transforms, for ``multiview eval``."""
+    from multiview.data import load_manifest
+    from multiview.eval.bundle import EvalBundle
+    from multiview.train.build import build_views
+    from multiview.train.recipe import recipe_to_dict
+
+    model, recipe, _ = load_trained_model(checkpoint)
+    n_cameras = 0
+    try:
+        manifest = load_manifest(recipe.data.path)
+        n_cameras = sum(1 for info in manifest["fields"].values() if info.get("modality") == "camera")
+    except Exception:  # the shards may live elsewhere at eval time; camera count then comes from the recipe
+        pass
+    inputs = field_inputs(build_views(recipe, train=False), model.view_to_encoder, n_cameras)
+    encoders = {name: model.encoders[key] for name, (key, _) in inputs.items()}
+    transforms = {name: transform for name, (_, transform) in inputs.items()}
+    return EvalBundle(encoders=encoders, transforms=transforms, recipe=recipe_to_dict(recipe))

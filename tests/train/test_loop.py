@@ -1,0 +1,118 @@
+"""The pretraining loop on real shards: end to end, resume, NaN stop, signals, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from multiview.train.loop import Trainer, TrainingDiverged, TrainingInterrupted, pretrain
+from multiview.train.metrics_log import read_metrics
+from multiview.train.recipe import load_recipe, validate_recipe
+
+
+def run(recipe_dict, **kwargs):
+    return pretrain(validate_recipe(recipe_dict), **kwargs)
+
+
+def test_end_to_end_logs_checkpoints_and_learns(vector_shards, tmp_path, tiny_recipe):
+    summary = run(tiny_recipe(vector_shards, tmp_path, steps=24))
+    records = read_metrics(summary.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(1, 25))
+    assert {"loss", "lr", "samples_per_s", "cmc/loss", "cmc/mi_a_b", "cmc/mi_b_a", "epoch"} <= set(records[0])
+    # 256 samples / 32 per step = 8 steps per epoch
+    assert records[7]["epoch"] == 0 and records[8]["epoch"] == 1
+    first, last = records[0]["loss"], sum(r["loss"] for r in records[-4:]) / 4
+    assert last < first - 0.5, (first, last)  # the shared latent is easy: the loss must drop
+    assert summary.final_checkpoint.name == "step_000024"
+    assert (summary.final_checkpoint / "recipe.yaml").is_file()
+    assert load_recipe(summary.run_dir / "recipe.yaml").train.steps == 24
+
+
+def test_resume_gives_the_same_losses(vector_shards, tmp_path, tiny_recipe):
+    full = run(tiny_recipe(vector_shards, tmp_path / "full", steps=12))
+    recipe = validate_recipe(tiny_recipe(vector_shards, tmp_path / "parts", steps=12))
+    Trainer(recipe).fit(stop_after=5)  # stops mid-epoch (8 steps per epoch) and saves step_000005
+    resumed = Trainer(recipe).fit(resume="latest")
+    full_losses = [r["loss"] for r in read_metrics(full.run_dir / "metrics.jsonl")]
+    part_records = read_metrics(resumed.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in part_records] == list(range(1, 13))
+    assert [r["loss"] for r in part_records] == pytest.approx(full_losses, rel=1e-5, abs=1e-6)
+
+
+def test_checkpoints_keep_the_newest(vector_shards, tmp_path, tiny_recipe):
+    summary = run(tiny_recipe(vector_shards, tmp_path, steps=8) | {"checkpoint": {"every": 2, "keep": 2}})
+    names = sorted(p.name for p in (summary.run_dir / "checkpoints").iterdir())
+    assert names == ["step_000006", "step_000008"]
+
+
+def test_nan_loss_stops_naming_step_and_objective(vector_shards, tmp_path, tiny_recipe):
+    recipe = tiny_recipe(vector_shards, tmp_path, steps=8) | {"optimizer": {"name": "sgd", "lr": 1e30}}
+    recipe["checkpoint"] = {"every": 1, "keep": 5}
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss at step \d+: objective cmc") as info:
+        run(recipe)
+    assert "last good checkpoint" in str(info.value)
+
+
+def test_sigterm_saves_a_checkpoint_then_resumes(vector_shards, tmp_path, tiny_recipe):
+    recipe = validate_recipe(tiny_recipe(vector_shards, tmp_path, steps=12))
+    trainer = Trainer(recipe)
+    original = trainer._micro_step
+
+    def step_then_signal(batch):
+        out = original(batch)
+        if trainer.state.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    trainer._micro_step = step_then_signal
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit()
+    assert info.value.checkpoint.name == "step_000003"  # the step in flight finishes, then it saves
+    summary = Trainer(recipe).fit(resume="latest")
+    assert summary.steps == 12
+
+
+def test_cli_pretrain_and_export(vector_shards, tmp_path, tiny_recipe):
+    import yaml
+
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text(yaml.safe_dump(tiny_recipe(vector_shards, tmp_path / "runs", steps=3)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "multiview", "pretrain", str(recipe_path), "train.steps=4"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["steps"] == 4
+    out = tmp_path / "a.safetensors"
+    done = subprocess.run(
+        [sys.executable, "-m", "multiview", "export", result["run_dir"], "--modality", "a", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    import multiview
+
+    encoder = multiview.load_encoder(out)
+    assert encoder(torch.randn(5, 12)).global_.shape == (5, 16)
+
+
+def test_cli_bad_recipe_exit_code(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent("name: x\ndata: {path: p}\nviews: {name: v}\nencoders: {}\nobjectives: []\n"))
+    done = subprocess.run([sys.executable, "-m", "multiview", "pretrain", str(path)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert f"{path}" in done.stderr and "train" in done.stderr
