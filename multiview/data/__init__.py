@@ -18,12 +18,28 @@ Reading for evaluation: ``for sample in iter_samples("shards/toy", "test"): ...`
 The format is documented in docs/shards.md.
 """
 
-from multiview.data.fields import Audio, FieldError
-from multiview.data.manifest import MANIFEST_NAME, ManifestError, load_manifest
-from multiview.data.reader import ShardError, ShardReader, iter_samples
-from multiview.data.stream import ShardStream, collate, epoch_plan, make_loader
-from multiview.data.writer import WriteError, sanitize_key, write_dataset
+import importlib
+from typing import TYPE_CHECKING
 
+# Exports load on first use (PEP 562), so `multiview shards --help` and other light imports of
+# multiview.data.cli do not pay for importing torch.
+_EXPORTS = {
+    "Audio": "fields",
+    "FieldError": "fields",
+    "MANIFEST_NAME": "manifest",
+    "ManifestError": "manifest",
+    "load_manifest": "manifest",
+    "ShardError": "reader",
+    "ShardReader": "reader",
+    "iter_samples": "reader",
+    "ShardStream": "stream",
+    "collate": "stream",
+    "epoch_plan": "stream",
+    "make_loader": "stream",
+    "WriteError": "writer",
+    "sanitize_key": "writer",
+    "write_dataset": "writer",
+}
 __all__ = [
     "MANIFEST_NAME",
     "Audio",
@@ -41,3 +57,22 @@ __all__ = [
     "sanitize_key",
     "write_dataset",
 ]
+
+if TYPE_CHECKING:
+    from multiview.data.fields import Audio, FieldError
+    from multiview.data.manifest import MANIFEST_NAME, ManifestError, load_manifest
+    from multiview.data.reader import ShardError, ShardReader, iter_samples
+    from multiview.data.stream import ShardStream, collate, epoch_plan, make_loader
+    from multiview.data.writer import WriteError, sanitize_key, write_dataset
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'multiview.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"multiview.data.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

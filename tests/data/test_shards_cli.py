@@ -166,3 +166,14 @@ def test_bad_folder_tree_fails_with_file_and_reason(tmp_path, capsys):
     (tmp_path / "src" / "0loose.txt").write_text("x")
     assert main(["shards", "write", str(tmp_path / "out"), "--from-folder", str(tmp_path / "src")]) == 1
     assert "0loose.txt: a file where a sample folder was expected" in capsys.readouterr().err
+
+
+def test_package_exports_match_and_load_lazily():
+    import subprocess
+    import sys
+
+    import multiview.data as data
+
+    assert sorted(data.__all__) == sorted(data._EXPORTS) and all(getattr(data, name) for name in data.__all__)
+    code = "import sys, multiview.data.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
