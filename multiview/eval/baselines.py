@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multiview.eval.probes import Standardizer
+from multiview.eval.probes import Standardizer, small_problem_threads
 
 AUDIO_MELS = 64
 AUDIO_WINDOW_S = 0.025
@@ -150,8 +150,9 @@ class CCA:
             c = a.T @ a / n
             return c + self.reg * c.diagonal().mean().clamp(min=1e-12) * torch.eye(c.shape[0], dtype=c.dtype)
 
-        wx, wy = _inv_sqrt(cov(xc)), _inv_sqrt(cov(yc))
-        u, s, vh = torch.linalg.svd(wx @ (xc.T @ yc / n) @ wy)
+        with small_problem_threads(xc.numel() + yc.numel()):
+            wx, wy = _inv_sqrt(cov(xc)), _inv_sqrt(cov(yc))
+            u, s, vh = torch.linalg.svd(wx @ (xc.T @ yc / n) @ wy)
         self.x_weights_, self.y_weights_ = wx @ u[:, :k], wy @ vh[:k].T
         self.correlations_ = s[:k].float()
         return self
@@ -166,7 +167,8 @@ class CCA:
 def _pca(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean [D], components [D, n])`` of ``x [N, D]`` by SVD."""
     mean = x.mean(0)
-    _, _, vh = torch.linalg.svd((x - mean).double(), full_matrices=False)
+    with small_problem_threads(x.numel()):
+        _, _, vh = torch.linalg.svd((x - mean).double(), full_matrices=False)
     return mean, vh[:n].T.float()
 
 

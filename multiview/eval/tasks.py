@@ -76,9 +76,25 @@ def resolve_paired(paired: str | bool, manifest: dict) -> tuple[bool, str]:
     declared = (manifest.get("extra") or {}).get("pairing")
     if declared is None:
         return True, "auto: query and gallery rows come from the same samples"
-    if declared not in ("instance", "class"):
-        raise ValueError(f"manifest extra.pairing is {declared!r}; expected 'instance' or 'class'")
-    return declared == "instance", f"auto: the manifest declares pairing {declared!r}"
+    level = pairing_level(declared)
+    return level == "instance", f"auto: the manifest's extra.pairing says {declared!r}"
+
+
+def pairing_level(declared) -> str:
+    """``"instance"`` or ``"class"`` from a manifest's free-text ``extra.pairing``.
+
+    Builders write a sentence: ``"instance: every field ... the same row"`` (mfeat) or ``"random within the
+    class: class-level retrieval only"`` (avdigits). Text that starts with "instance" is instance-level; other
+    text that mentions "class" is class-level.
+    """
+    text = str(declared).strip().lower()
+    if text.startswith("instance"):
+        return "instance"
+    if "class" in text:
+        return "class"
+    raise ValueError(
+        f"manifest extra.pairing is {declared!r}; expected text starting with 'instance' or naming 'class'"
+    )
 
 
 @dataclass

@@ -117,7 +117,8 @@ def test_run_retrieval_learned_with_cca_baseline(tmp_path):
 
 
 def test_run_retrieval_class_pairing_from_the_manifest(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({"extra": {"pairing": "class"}, "fields": {}}))
+    pairing = "random within the class: class-level retrieval only"  # as the avdigits builder writes it
+    (tmp_path / "manifest.json").write_text(json.dumps({"extra": {"pairing": pairing}, "fields": {}}))
     rep = tasks.run_retrieval(
         None,
         data=tmp_path,
@@ -157,6 +158,25 @@ def test_run_knn_raw_only(tmp_path):
     rep = tasks.run_knn(None, data=tmp_path, fields=["a"], baseline="raw", samples_fn=samples_fn, out_dir=tmp_path)
     assert set(rep["results"]) == {"raw"} and rep["results"]["raw"]["a"]["top1"] > 0.65  # label = sign of one of 6 dims
     assert rep["settings"]["k"] == 20 and (tmp_path / "map_a.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [
+        ("instance: every field of a sample comes from the same row", "instance"),
+        ("class", "class"),
+        ("random within the class: class-level retrieval only", "class"),
+    ],
+)
+def test_pairing_level_reads_the_builders_text(text, level):
+    assert tasks.pairing_level(text) == level
+    assert tasks.resolve_paired("auto", {"extra": {"pairing": text}})[0] is (level == "instance")
+    assert tasks.resolve_paired("yes", {"extra": {"pairing": text}})[0] is True
+
+
+def test_pairing_level_rejects_unknown_text():
+    with pytest.raises(ValueError, match="extra.pairing is 'shuffled'"):
+        tasks.pairing_level("shuffled")
 
 
 @pytest.mark.parametrize(
