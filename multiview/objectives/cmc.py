@@ -46,6 +46,38 @@ def bank_nce_loss(scores: torch.Tensor, log_z: torch.Tensor, bank_size: int) -> 
     return -(positive + negatives).mean()
 
 
+class _BankScores(torch.autograd.Function):
+    """``s[b, k] = bank[rows[b, k]] . z[b]`` in batch chunks, recomputing the gather in backward.
+
+    Gathering ``[B, K + 1, D]`` bank rows at once (and keeping them for backward) costs 4 GB at B = 256,
+    K = 4096, D = 1024; chunks of about ``budget`` floats bound it. The bank is a buffer: no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor, budget: int) -> torch.Tensor:
+        ctx.save_for_backward(bank, rows)
+        ctx.step = max(1, budget // (rows.shape[1] * bank.shape[1]))
+        parts = [
+            einsum(bank[rows[i : i + ctx.step]], z[i : i + ctx.step], "b k d, b d -> b k")
+            for i in range(0, rows.shape[0], ctx.step)
+        ]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        bank, rows = ctx.saved_tensors
+        parts = [
+            einsum(bank[rows[i : i + ctx.step]], grad[i : i + ctx.step], "b k d, b k -> b d")
+            for i in range(0, rows.shape[0], ctx.step)
+        ]
+        return torch.cat(parts), None, None, None
+
+
+def bank_scores(z: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
+    """``z [B, D]``, ``bank [N, D]``, ``rows [B, K + 1]`` -> ``[B, K + 1]`` dot products (gradient to z only)."""
+    return _BankScores.apply(z, bank.to(z.dtype), rows, budget)
+
+
 @register("cmc")
 class CMC(Objective):
     """The CMC objective.
@@ -202,8 +234,7 @@ class CMC(Objective):
         for i, j in self.pairs():
             pair_loss = None
             for a, c in ((i, j), (j, i)):
-                weights = self.bank[c][rows]  # [B, K + 1, D], a buffer: no gradient
-                scores = einsum(weights, z[a], "b k d, b d -> b k") * inv_tau
+                scores = bank_scores(z[a], self.bank[c], rows) * inv_tau  # [B, K + 1]
                 if self.loss_kind == "softmax":
                     loss = F.cross_entropy(scores.float(), torch.zeros_like(idx))
                 else:

@@ -131,3 +131,14 @@ def test_bank_objective_equals_loop_reference(loss):
     got = obj(f, batch).loss
     obj.step.fill_(0)  # the loop draws the same negatives
     assert got.item() == pytest.approx(R.cmc_loop(obj, f, batch).item(), rel=1e-5)
+
+
+def test_chunked_bank_scores_match_gather_and_gradcheck():
+    from multiview.objectives.cmc import bank_scores
+
+    bank = torch.randn(30, 4, dtype=torch.float64)
+    rows = torch.randint(30, (5, 7))
+    z = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    want = torch.einsum("bkd,bd->bk", bank[rows], z)
+    torch.testing.assert_close(bank_scores(z, bank, rows, budget=28), want)  # one row per chunk
+    assert torch.autograd.gradcheck(lambda t: bank_scores(t, bank, rows, budget=60), (z,))
