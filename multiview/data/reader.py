@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from multiview.data.fields import FieldError, decode_value
 from multiview.data.manifest import load_manifest, split_entry
 
@@ -38,6 +40,40 @@ class SampleEntry:
 
     key: str
     members: dict[str, tuple[int, int]]
+
+
+class ShardIndex:
+    """The samples of one tar, compactly: keys, the field names seen, and ``offsets`` / ``sizes``
+    (int64 ``[N, F]``, -1 where a sample lacks a field). ``index[j]`` is sample ``j`` as a SampleEntry.
+
+    About 100 bytes per sample instead of a dict per sample, and DataLoader workers inherit it without
+    touching (and so copying) millions of small objects.
+    """
+
+    def __init__(self, keys: list[str], fields: list[str], offsets: np.ndarray, sizes: np.ndarray):
+        self.keys, self.fields, self.offsets, self.sizes = keys, fields, offsets, sizes
+
+    @classmethod
+    def build(cls, rows: list[tuple[str, dict[str, tuple[int, int]]]]) -> ShardIndex:
+        fields = list(dict.fromkeys(f for _, members in rows for f in members))
+        column = {f: i for i, f in enumerate(fields)}
+        offsets = np.full((len(rows), len(fields)), -1, dtype=np.int64)
+        sizes = np.full((len(rows), len(fields)), -1, dtype=np.int64)
+        for j, (_, members) in enumerate(rows):
+            for field, (offset, size) in members.items():
+                offsets[j, column[field]], sizes[j, column[field]] = offset, size
+        return cls([key for key, _ in rows], fields, offsets, sizes)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, j: int) -> SampleEntry:
+        offsets, sizes = self.offsets[j].tolist(), self.sizes[j].tolist()
+        members = {f: (o, n) for f, o, n in zip(self.fields, offsets, sizes) if o >= 0}
+        return SampleEntry(self.keys[j], members)
+
+    def __iter__(self) -> Iterator[SampleEntry]:
+        return (self[j] for j in range(len(self)))
 
 
 def _split_member(name: str) -> tuple[str, str]:
@@ -115,7 +151,7 @@ def scan_tar(fd: int, size: int) -> Iterator[tuple[str, int, int]]:
             yield name, data_at, length
 
 
-def index_shard(path: Path, expected: int | None = None, expected_bytes: int | None = None) -> list[SampleEntry]:
+def index_shard(path: Path, expected: int | None = None, expected_bytes: int | None = None) -> ShardIndex:
     """Read the headers of one tar -> its samples in stored order.
 
     Raises ShardError for a missing file, a file that is not a tar, and a truncated tar (data running past the
@@ -126,16 +162,16 @@ def index_shard(path: Path, expected: int | None = None, expected_bytes: int | N
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ShardError(name, f"file not found: {path}") from None
-    samples: list[SampleEntry] = []
+    samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
     try:
         size = os.fstat(fd).st_size
         if size == 0:
             raise ShardError(name, "not a tar file (empty file)")
         for member, data_at, length in scan_tar(fd, size):
             key, field = _split_member(member)
-            if not samples or samples[-1].key != key:
-                samples.append(SampleEntry(key, {}))
-            samples[-1].members[field] = (data_at, length)
+            if not samples or samples[-1][0] != key:
+                samples.append((key, {}))
+            samples[-1][1][field] = (data_at, length)
     except ValueError as err:
         if isinstance(err, ShardError):
             raise
@@ -148,7 +184,7 @@ def index_shard(path: Path, expected: int | None = None, expected_bytes: int | N
     if expected is not None and len(samples) != expected:
         hint = " (truncated?)" if len(samples) < expected else " (a key repeated apart, or rewritten?)"
         raise ShardError(name, f"holds {len(samples)} samples, the manifest says {expected}{hint}")
-    return samples
+    return ShardIndex.build(samples)
 
 
 def decode_sample(shard: str, entry: SampleEntry, blobs: dict[str, bytes], fields: Sequence[str] | None) -> dict:
@@ -187,7 +223,7 @@ class ShardReader:
         self.counts = [int(s["count"]) for s in self.shards]
         self.fields = None if fields is None else list(fields)
         self.max_open = max_open
-        self._indexes: dict[int, list[SampleEntry] | ShardError] = {}
+        self._indexes: dict[int, ShardIndex | ShardError] = {}
         self._fds: OrderedDict[int, int] = OrderedDict()
 
     def __getstate__(self) -> dict:
@@ -201,7 +237,7 @@ class ShardReader:
             os.close(fd)
         self._fds = OrderedDict()
 
-    def index(self, shard: int) -> list[SampleEntry]:
+    def index(self, shard: int) -> ShardIndex:
         """The sample entries of shard ``shard`` (raises its ShardError every time it is asked)."""
         if shard not in self._indexes:
             info = self.shards[shard]
