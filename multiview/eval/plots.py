@@ -18,6 +18,8 @@ from matplotlib.figure import Figure
 
 CORRECT_COLOUR = "#1a9850"
 WRONG_COLOUR = "#d73027"
+SAME_CLASS_COLOUR = "#f0a30a"  # paired retrieval: not the paired item, but of the query's class
+HIT_COLOURS = {0: WRONG_COLOUR, 1: SAME_CLASS_COLOUR, 2: CORRECT_COLOUR}
 
 
 def recall_curve(ranks: np.ndarray, max_k: int) -> np.ndarray:
@@ -99,15 +101,16 @@ def plot_retrieval_grid(
     title: str = "",
     query_titles: Sequence[str] | None = None,
 ) -> Path:
-    """Rows of a query and its top hits; correct hits framed green, wrong ones red.
+    """Rows of a query and its top hits; correct hits framed green, same-class ones amber, wrong ones red.
 
     Args:
         queries: ``[Q]`` of ``(value, sample_rate or None)``.
         hits: ``[Q][k]`` of ``(value, sample_rate or None)``, best first.
-        correct: ``[Q, k]`` bool.
+        correct: ``[Q, k]`` bool (True: correct), or int grades: 2 correct (the paired item), 1 same class, 0 wrong.
         query_titles: a caption per query (its key and label).
     """
-    correct = np.asarray(correct, dtype=bool)
+    correct = np.asarray(correct)
+    correct = correct.astype(np.int64) * 2 if correct.dtype == bool else correct.astype(np.int64)
     n_q, k = correct.shape
     if len(queries) != n_q or any(len(h) != k for h in hits) or len(hits) != n_q:
         raise ValueError(
@@ -122,7 +125,7 @@ def plot_retrieval_grid(
             axes[i, 0].set_title(query_titles[i], fontsize=6)
         for j in range(k):
             draw_thumbnail(axes[i, j + 1], *hits[i][j])
-            _frame(axes[i, j + 1], CORRECT_COLOUR if correct[i, j] else WRONG_COLOUR)
+            _frame(axes[i, j + 1], HIT_COLOURS[int(correct[i, j])])
             if i == 0:
                 axes[i, j + 1].set_title(f"hit {j + 1}", fontsize=7)
     if title:

@@ -269,7 +269,7 @@ def run_retrieval(
     out_dir = Path(out_dir)
     figures = {}
     if plots:
-        main = "learned" if methods.learned else "cca"
+        main = "learned" if methods.learned else "cca"  # the maps of the baseline show raw inputs, not CCA
         figures = _retrieval_figures(
             out_dir, spaces[main], curves, maps, labels, is_paired, samples_fn, split, map_method, grid_queries, main
         )
@@ -331,17 +331,31 @@ def _retrieval_figures(
     values = _pick_samples(samples_fn(split), wanted)
     keys = next(iter(maps.values())).keys
     for title, name, rows_, hits, src, dst in grids:
-        correct = hits == rows_[:, None] if paired else labels[hits] == labels[rows_][:, None]
+        correct = hit_grades(rows_, hits, labels, paired)
         queries = [_thumb(values[i], src) for i in rows_]
         hit_vals = [[_thumb(values[j], dst) for j in row] for row in hits]
         captions = [f"{keys[i]}" + ("" if labels is None else f" y={labels[i]}") for i in rows_]
-        plot_retrieval_grid(queries, hit_vals, correct, out_dir / name, title=title, query_titles=captions)
+        legend = "green: the paired item, amber: same class, red: other" if paired else "green: same class, red: other"
+        plot_retrieval_grid(
+            queries, hit_vals, correct, out_dir / name, title=f"{title}\n{legend}", query_titles=captions
+        )
         figures[f"top-{k} hits {title}"] = name
     for f, emb in maps.items():
         name = f"map_{_slug(f)}.png"
-        plot_embedding_map(emb.embeddings, emb.labels, out_dir / name, method=map_method, title=f"{f} ({method})")
+        space = "learned" if method == "learned" else "raw inputs"
+        plot_embedding_map(emb.embeddings, emb.labels, out_dir / name, method=map_method, title=f"{f} ({space})")
         figures[f"{map_method} map {f}"] = name
     return figures
+
+
+def hit_grades(rows: np.ndarray, hits: np.ndarray, labels: np.ndarray | None, paired: bool) -> np.ndarray:
+    """``[Q, k]`` grades of the hits of query rows: 2 the paired item (paired) or any same-label item (unpaired),
+    1 a same-label item that is not the paired one (paired, with labels), 0 wrong."""
+    same_class = labels[hits] == labels[rows][:, None] if labels is not None else np.zeros(hits.shape, dtype=bool)
+    if not paired:
+        return same_class.astype(np.int64) * 2
+    same_item = hits == rows[:, None]
+    return np.where(same_item, 2, np.where(same_class, 1, 0))
 
 
 def _pick_samples(samples: Iterable[dict], wanted: set[int]) -> dict[int, dict]:

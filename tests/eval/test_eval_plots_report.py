@@ -61,6 +61,15 @@ def test_retrieval_grid_png_with_every_thumbnail_kind(tmp_path):
     assert green > 50 and red > 50  # correct and wrong hits are framed in their colours
 
 
+def test_retrieval_grid_marks_same_class_hits_amber(tmp_path):
+    item = (torch.zeros(4, 4, dtype=torch.uint8), None)
+    path = plot_retrieval_grid([item], [[item, item]], np.array([[2, 1]]), tmp_path / "g.png")
+    img = imread(path)[..., :3]
+    amber = np.all(np.abs(img - np.array([0xF0, 0xA3, 0x0A]) / 255) < 0.02, axis=-1).sum()
+    red = np.all(np.abs(img - np.array([0xD7, 0x30, 0x27]) / 255) < 0.02, axis=-1).sum()
+    assert amber > 50 and red == 0
+
+
 def test_retrieval_grid_rejects_mismatched_shapes(tmp_path):
     with pytest.raises(ValueError, match="grid shapes disagree"):
         plot_retrieval_grid([(torch.zeros(3), None)], [[(torch.zeros(3), None)]], np.ones((1, 2)), tmp_path / "x.png")

@@ -160,6 +160,14 @@ def test_run_knn_raw_only(tmp_path):
     assert rep["settings"]["k"] == 20 and (tmp_path / "map_a.png").is_file()
 
 
+def test_hit_grades():
+    rows, hits = np.array([0, 1]), np.array([[0, 2, 3], [2, 3, 1]])
+    labels = np.array([0, 1, 0, 1])
+    assert tasks.hit_grades(rows, hits, labels, paired=True).tolist() == [[2, 1, 0], [0, 1, 2]]
+    assert tasks.hit_grades(rows, hits, labels, paired=False).tolist() == [[2, 2, 0], [0, 2, 2]]
+    assert tasks.hit_grades(rows, hits, None, paired=True).tolist() == [[2, 0, 0], [0, 0, 2]]
+
+
 @pytest.mark.parametrize(
     ("text", "level"),
     [
