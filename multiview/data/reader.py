@@ -222,6 +222,13 @@ class ShardReader:
         self.shards: list[dict[str, Any]] = entry["shards"]
         self.counts = [int(s["count"]) for s in self.shards]
         self.fields = None if fields is None else list(fields)
+        known = [f.rpartition(".")[0] for f in entry.get("fields", [])]
+        unknown = [f for f in self.fields or [] if f not in known]
+        if unknown:
+            raise ValueError(
+                f"{self.root / 'manifest.json'}: split {split!r} has no field {', '.join(map(repr, unknown))}; "
+                f"its fields are {known} (names without extension)"
+            )
         self.max_open = max_open
         self._indexes: dict[int, ShardIndex | ShardError] = {}
         self._fds: OrderedDict[int, int] = OrderedDict()
