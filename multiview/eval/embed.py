@@ -66,6 +66,18 @@ def collect_labels(labels: list[int | None], label_field: str | None, keys: list
     return np.asarray(labels, dtype=np.int64)
 
 
+def _stack(inputs: list[torch.Tensor], field: str, keys: list[str]) -> torch.Tensor:
+    """``[B, ...]`` from the transform outputs of one batch; unequal shapes name the field and the samples."""
+    shapes = {tuple(x.shape) for x in inputs}
+    if len(shapes) > 1:
+        first = keys[len(keys) - len(inputs)]
+        raise ValueError(
+            f"the eval transform of field {field!r} gave inputs of different shapes {sorted(shapes)} in the batch "
+            f"starting at sample {first!r}; expected one fixed shape (crop or pad in the transform)"
+        )
+    return torch.stack(inputs)
+
+
 def _global_embedding(encoder: nn.Module, batch: torch.Tensor, field: str) -> torch.Tensor:
     out = encoder(batch)
     if not hasattr(out, "global_"):
@@ -107,7 +119,7 @@ def embed_samples(
     def flush() -> None:
         for f, (enc, _) in encoders.items():
             if pending[f]:
-                done[f].append(_global_embedding(enc, torch.stack(pending[f]).to(device), f))
+                done[f].append(_global_embedding(enc, _stack(pending[f], f, keys).to(device), f))
                 pending[f] = []
 
     with torch.inference_mode():

@@ -393,11 +393,17 @@ def _probe_inputs(methods, bundle, samples_fn, fields, train_split, split, label
     return out
 
 
-def _feature_sets(embs: dict[str, Embedded], fields: Sequence[str], fuse: bool) -> dict[str, torch.Tensor]:
-    """Per field, plus ``"fused"`` (the fields' features concatenated) when asked and there are several."""
+def _feature_sets(
+    embs: dict[str, Embedded], fields: Sequence[str], fuse: bool, unit_parts: bool = False
+) -> dict[str, torch.Tensor]:
+    """Per field, plus ``"fused"`` (the fields' features concatenated) when asked and there are several.
+
+    ``unit_parts``: L2-normalise each field before concatenating, so each field weighs the same in a cosine.
+    """
     sets = {f: embs[f].embeddings for f in fields}
     if fuse and len(fields) > 1:
-        sets["fused"] = torch.cat([embs[f].embeddings for f in fields], dim=1)
+        parts = [torch.nn.functional.normalize(sets[f], dim=1) if unit_parts else sets[f] for f in fields]
+        sets["fused"] = torch.cat(parts, dim=1)
     return sets
 
 
@@ -439,8 +445,9 @@ def _run_probe(
     inputs = _probe_inputs(methods, bundle, samples_fn, fields, train_split, split, label_field, batch_size, device)
     results: dict = {}
     for method, by_split in inputs.items():
-        train_sets = _feature_sets(by_split[train_split], fields, fuse)
-        test_sets = _feature_sets(by_split[split], fields, fuse)
+        unit = task == "knn" and method == "learned"  # raw kNN inputs are standardised as a whole instead
+        train_sets = _feature_sets(by_split[train_split], fields, fuse, unit)
+        test_sets = _feature_sets(by_split[split], fields, fuse, unit)
         ytr, yte = by_split[train_split][fields[0]].labels, by_split[split][fields[0]].labels
         results[method] = {name: probe(train_sets[name], ytr, test_sets[name], yte, method) for name in train_sets}
     out_dir = Path(out_dir)

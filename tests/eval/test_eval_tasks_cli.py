@@ -80,6 +80,9 @@ def test_embedding_errors_name_the_sample():
         embed_field(partial, b.encoders["a"], b.transforms["a"], "a")
     with pytest.raises(TypeError, match="encoder of field 'a' returned Tensor; expected Features"):
         embed_field(SPLITS["test"], nn.Identity(), b.transforms["a"], "a")
+    ragged = [{"__key__": f"r{i}", "v": torch.zeros(3 + i)} for i in range(3)]
+    with pytest.raises(ValueError, match=r"field 'v' gave inputs of different shapes .* starting at sample 'r0'"):
+        embed_field(ragged, nn.Identity(), lambda s: s["v"], "v", label_field=None)
     with pytest.raises(ValueError, match="no samples to embed"):
         embed_field([], b.encoders["a"], b.transforms["a"], "a")
     with pytest.raises(ValueError, match="no encoder or transform for field 'c'"):
