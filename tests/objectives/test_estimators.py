@@ -120,7 +120,7 @@ def test_analytic_critic_tracks_poole_numbers():
     for mi, want in [(2, (1.83, 2.01, 2.02)), (4, (3.08, 4.04, 4.08))]:
         rho = rho_for_mi(mi)
         vals = []
-        for _ in range(60):
+        for _ in range(40):
             x, y = sample_pairs(64, 20, rho, g)
             s = log_ratio_scores(x, y, rho)
             vals.append([E.infonce(s).mi, E.nwj(s + 1).mi, E.dv(s).mi])
