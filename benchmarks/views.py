@@ -99,8 +99,17 @@ def main() -> None:
     print(f"ours (multiview.views amdim, uint8 tensors): {t_ours:.2f} s, {ours:.0f} samples/s")
     print(f"baseline (torchvision v1 transforms on PIL):  {t_base:.2f} s, {baseline:.0f} samples/s")
     print(f"ratio (ours / baseline): {ours / baseline:.2f}")
-    print(json.dumps({"ours_per_s": round(ours, 1), "baseline_per_s": round(baseline, 1),
-                      "ratio": round(ours / baseline, 3), "n_samples": args.n, "views_per_sample": 2}))
+    print(
+        json.dumps(
+            {
+                "ours_per_s": round(ours, 1),
+                "baseline_per_s": round(baseline, 1),
+                "ratio": round(ours / baseline, 3),
+                "n_samples": args.n,
+                "views_per_sample": 2,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -176,6 +176,19 @@ def _short_repr(value: Any) -> str:
     return repr(value)
 
 
+def _inherited_defaults(cls: type, known: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults of base-class constructor arguments that ``**kwargs`` forwards and the caller left out."""
+    out: dict[str, Any] = {}
+    for base in cls.__mro__[1:]:
+        init = base.__dict__.get("__init__")
+        if init is None or base is object:
+            continue
+        for name, param in inspect.signature(getattr(init, "__wrapped__", init)).parameters.items():
+            if name not in known and name not in out and param.default is not inspect.Parameter.empty:
+                out[name] = param.default
+    return out
+
+
 class ViewGenerator:
     """Base class of every view generator.
 
@@ -210,6 +223,7 @@ class ViewGenerator:
                 for name, param in signature.parameters.items():
                     if param.kind is inspect.Parameter.VAR_KEYWORD:
                         config.update(config.pop(name))
+                        config.update(_inherited_defaults(cls, config))
                 self.config = config
             init(self, *args, **kw)
 

@@ -100,6 +100,7 @@ class ImageViews(ViewGenerator):
     """
 
     modality = "image"
+    expand_grey = True  # channels=3 accepts grey input by repeating it
 
     def __init__(
         self,
@@ -127,7 +128,7 @@ class ImageViews(ViewGenerator):
         """The sample's image as uint8 ``[C, H, W]`` with C as configured."""
         img = to_uint8_image(get_field(sample, self.field), where=f"{describe_sample(sample)} field {self.field!r}")
         c = img.shape[0]
-        if self.channels == 3 and c == 1:
+        if self.channels == 3 and c == 1 and self.expand_grey:
             return img.expand(3, -1, -1)
         if c != (self.channels or c) or c not in (1, 3):
             expected = self.channels or "1 or 3"
@@ -543,6 +544,8 @@ class ColorSplitViews(ImageViews):
         names: the two view names (default ``("L", "ab")`` / ``("Y", "CbCr")``).
     """
 
+    expand_grey = False  # a colour split of a grey image is degenerate: refuse it
+
     def __init__(
         self,
         size: int = 224,
@@ -555,7 +558,7 @@ class ColorSplitViews(ImageViews):
         eval_crop_fraction: float = 0.875,
         **kwargs: Any,
     ):
-        if kwargs.get("channels", 3) != 3:
+        if kwargs.get("channels") not in (None, 3):
             raise ValueError(f"colorsplit needs 3-channel images, got channels={kwargs['channels']!r}")
         super().__init__(**{**kwargs, "channels": 3})
         if space not in _SPACES:
