@@ -158,6 +158,7 @@ class AudioViews(ViewGenerator):
         self.gain_db = check_range("gain_db", gain_db)
         self.snr_db = check_range("snr_db", snr_db)
         self.noise_p = noise_p
+        self._resamplers: dict[int, torch.nn.Module] = {}
         self.noise_kind, self.noise_bank = self._load_noise(noise, noise_sample_rate or sample_rate)
         self.masks = (freq_masks, min(freq_width, n_mels), time_masks, time_width)
         self.normalize = bool(normalize)
@@ -172,7 +173,6 @@ class AudioViews(ViewGenerator):
             power=2.0,
         )
         self._to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=top_db)
-        self._resamplers: dict[int, torch.nn.Module] = {}
 
     # -- set-up -------------------------------------------------------------------------------------------
     def _resample(self, x: torch.Tensor, rate: int) -> torch.Tensor:

@@ -173,6 +173,16 @@ class CameraViews(ViewGenerator):
             raise ValueError(f"{describe_sample(sample)}: no camera field {self.prefix}0; fields are {fields}")
         return k
 
+    def _check_dtypes(self, sample: Mapping, k: int) -> None:
+        """Refuse a bad camera image even when this draw does not pick it (a cheap dtype look, no decode)."""
+        for i in range(k):
+            value = sample[f"{self.prefix}{i}"]
+            dtype = getattr(value, "dtype", None)
+            if dtype is not None and str(dtype) not in ("torch.uint8", "uint8"):
+                raise ValueError(
+                    f"{describe_sample(sample)} field '{self.prefix}{i}': expected dtype torch.uint8, got {dtype}"
+                )
+
     def _directions(self, sample: Mapping, k: int) -> torch.Tensor | None:
         poses = sample.get(self.poses_field)
         if poses is None:
@@ -263,6 +273,7 @@ class CameraViews(ViewGenerator):
         if not isinstance(sample, Mapping):
             raise ValueError(f"cameras needs a sample dict with {self.prefix}0.. fields, got {type(sample).__name__}")
         k = self._count(sample)
+        self._check_dtypes(sample, k)
         directions = self._directions(sample, k)
         u = Uniforms(generator) if self.train else None
         cams = self.choose(sample, k, directions, u)

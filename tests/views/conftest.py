@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,12 +23,6 @@ def rgb() -> torch.Tensor:
 @pytest.fixture
 def sample(rgb) -> dict:
     return {"__key__": "img-0001", "image": rgb}
-
-
-def tone(freq: float, seconds: float, rate: int) -> torch.Tensor:
-    """A sine tone ``[1, T]`` at amplitude 0.5."""
-    t = torch.arange(round(seconds * rate)) / rate
-    return (0.5 * torch.sin(2 * math.pi * freq * t)).unsqueeze(0)
 
 
 @pytest.fixture(scope="session")
