@@ -236,7 +236,8 @@ class ViewGenerator:
         self.train = bool(train)
 
     # -- the contract -------------------------------------------------------------------------------------
-    def __call__(self, sample: Any, *, generator: torch.Generator | None = None) -> dict[str, Any]:
+    def __call__(self, sample: Any, generator: torch.Generator | None = None) -> dict[str, Any]:
+        # ``generator`` may come positionally too: multiview.data's ShardStream calls map_fn(sample, generator).
         if generator is None:
             generator = derive_generator(self.seed, sample_key(sample))
         elif not isinstance(generator, torch.Generator):

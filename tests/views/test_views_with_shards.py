@@ -1,0 +1,49 @@
+"""The views as multiview.data's map_fn: decoded shard samples in, collatable views out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import multiview.views as mv
+
+
+def test_views_as_the_map_fn_of_a_shard_stream(tmp_path):
+    data = pytest.importorskip("multiview.data")
+    rng = np.random.default_rng(0)
+    samples = [
+        {
+            "__key__": f"s{i:03d}",
+            "image.png": rng.integers(0, 256, (20, 24, 3), dtype=np.uint8),
+            "audio.wav": data.Audio(rng.uniform(-0.3, 0.3, (1, 3000)).astype(np.float32), 8000),
+            "label.cls": i % 3,
+        }
+        for i in range(6)
+    ]
+    data.write_dataset(tmp_path / "toy", {"train": samples}, builder="test_views")
+    gen = mv.create(
+        "modalities",
+        modalities={
+            "image": {"name": "amdim", "size": 16},
+            "audio": {
+                "name": "audio",
+                "sample_rate": 8000,
+                "n_fft": 256,
+                "hop_length": 80,
+                "n_mels": 16,
+                "duration": 0.25,
+            },
+        },
+    )
+    stream = data.ShardStream(tmp_path / "toy", "train", map_fn=gen, batch_size=3, shuffle=False, seed=0)
+    batches = list(stream)
+    assert len(batches) == 2
+    batch = batches[0]
+    assert batch["image"].shape == (3, 3, 16, 16) and batch["audio"].shape == (3, 1, 16, 26)
+    # The stream hands each sample a generator derived from (seed, epoch, key): the views are the library's.
+    first = next(iter(data.iter_samples(tmp_path / "toy", "train")))
+    want = gen(first, generator=mv.derive_generator(0, 0, first["__key__"]))
+    assert torch.equal(batch["image"][0], want["image"]) and torch.equal(batch["audio"][0], want["audio"])
+    stream.set_epoch(1)
+    assert not torch.equal(next(iter(stream))["image"][0], want["image"])  # a new epoch, new views
