@@ -73,3 +73,30 @@ def test_dataset_scripts_are_thin_and_documented():
     for name in ("mfeat", "fashion_mnist", "avdigits", "basicmotions", "scenes"):
         text = (folder / f"{name}.py").read_text()
         assert f"from multiview.builders import {name}" in text and "--out" in text
+
+
+def _script(name):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "datasets" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"datasets_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scripts_build_and_report_errors(tmp_path, capsys):
+    pytest.importorskip("aeon", reason="pip package aeon (multiview[data]) not installed")
+    assert _script("basicmotions").main(["--out", str(tmp_path / "bm"), "--quiet"]) == 0
+    assert "{'train': 40, 'test': 40}" in capsys.readouterr().out
+    assert _script("fashion_mnist").main(["--out", str(tmp_path / "fm"), "--root", str(tmp_path), "--quiet"]) == 1
+    assert "apt-get install -y dataset-fashion-mnist" in capsys.readouterr().err
+    assert (
+        _script("scenes").main(
+            ["--out", str(tmp_path / "sc"), "--train", "2", "--test", "1", "--size", "16", "--cameras", "2", "--quiet"]
+        )
+        == 0
+    )
+    assert "{'train': 2, 'test': 1}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        _script("avdigits").main(["--help"])
