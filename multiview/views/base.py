@@ -82,6 +82,16 @@ class Uniforms:
         self._pos += 1
         return self._buf[self._pos - 1]
 
+    def take(self, n: int) -> list[float]:
+        """The next ``n`` numbers at once (one Python call instead of ``n``)."""
+        if self._pos + n > len(self._buf):
+            rest = self._buf[self._pos :]
+            need = max(self.chunk, n - len(rest))
+            self._buf = rest + torch.rand(need, generator=self.generator, dtype=torch.float64).tolist()
+            self._pos = 0
+        self._pos += n
+        return self._buf[self._pos - n : self._pos]
+
     def uniform(self, low: float, high: float) -> float:
         return low + (high - low) * self.next()
 

@@ -36,8 +36,9 @@ def sample_crop_box(
     area = height * width
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     for _ in range(10):
-        target = area * u.uniform(*scale)
-        aspect = math.exp(u.uniform(log_lo, log_hi))
+        a, b = u.take(2)
+        target = area * (scale[0] + (scale[1] - scale[0]) * a)
+        aspect = math.exp(log_lo + (log_hi - log_lo) * b)
         w = round(math.sqrt(target * aspect))
         h = round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
@@ -118,22 +119,19 @@ def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return (x * factor).clamp_(max=1.0)  # factor >= 0: no clamp at 0 needed
 
 
-def blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``other + factor * (x - other)``, clamped to [0, 1]. Plain arithmetic, in place where possible:
-    ``torch.lerp`` and ``where`` with broadcast operands are several times slower on these small tensors."""
-    return (x - other).mul_(factor).add_(other).clamp_(0.0, 1.0)
-
-
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blend with the mean luma of each view."""
-    return blend(x, grayscale(x).mean(dim=(-3, -2, -1), keepdim=True), factor)
+    """Blend with the mean luma of each view: ``f x + (1 - f) mean``, clamped to [0, 1]."""
+    v, c = x.shape[:2]
+    mean = x.mean(dim=(-2, -1))  # [V, C]: the luma of the mean is the mean of the luma
+    mean = mean if c == 1 else torch.matmul(mean, _GRAY_KERNEL.to(x.dtype).T)
+    return x.mul(factor).add_(mean.reshape(v, 1, 1, 1).mul_(1.0 - factor)).clamp_(0.0, 1.0)
 
 
 def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the per-pixel luma (identity on one channel, as torchvision)."""
     if x.shape[-3] == 1:
         return x
-    return blend(x, grayscale(x), factor)
+    return x.mul(factor).add_(grayscale(x).mul_(1.0 - factor)).clamp_(0.0, 1.0)
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -154,9 +152,10 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     delta = maxc - minc
     # 0 for channels equal to the maximum, 1 for the others (any positive gap times 1e30 clamps to 1).
     not_max = (maxc - x).mul_(1e30).clamp_(max=1.0)
-    numerators = _mix_channels(_HUE_DIFF_KERNEL, x).add_(delta * _HUE_BASE.to(x.dtype))
-    # Numerators lie in [-delta, 5 delta]: minus 10 delta rules out the channels that are not the largest.
-    numerator = numerators.sub_(not_max.mul_(delta), alpha=10.0).amax(dim=1, keepdim=True)
+    # Candidate numerators G - B + 0, B - R + 2 delta, R - G + 4 delta lie in [-delta, 5 delta]; adding
+    # -10 delta to the channels that are not the largest rules them out of the max below.
+    offsets = torch.sub(_HUE_BASE.to(x.dtype), not_max, alpha=10.0)
+    numerator = _mix_channels(_HUE_DIFF_KERNEL, x).addcmul_(offsets, delta).amax(dim=1, keepdim=True)
     h = numerator.div_(delta.clamp_min(1e-12)).add_(6.0 * shift)  # delta = 0: h = 0, grey stays grey
     h = h.sub_(torch.floor(h * (1.0 / 6.0)), alpha=6.0)  # into [0, 6); far cheaper than remainder
     weight = (h - _HUE_TARGETS.to(x.dtype)).abs_().sub_(3.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
@@ -196,19 +195,22 @@ class ColourPlan:
 
 
 def sample_colour_plan(u: Uniforms, recipe: Photometric) -> ColourPlan:
-    """Draw one view's colour parameters (factors as torchvision's ColorJitter: uniform in [1 - s, 1 + s])."""
-    jitter: list[tuple[str, float]] = []
-    if recipe.jitter_p > 0 and u.bernoulli(recipe.jitter_p):
+    """Draw one view's colour parameters (factors as torchvision's ColorJitter: uniform in [1 - s, 1 + s]).
+
+    Always consumes 13 numbers, whatever is applied: jitter?, 4 order keys, 4 factors, gray?, blur?, sigma,
+    solarise? -- so a recipe change does not shift the draws of the views after it.
+    """
+    r = u.take(13)
+    jitter: list[tuple[int, float]] = []
+    if r[0] < recipe.jitter_p:
         strengths = (recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue)
-        for i in u.permutation(4):
+        for i in sorted(range(4), key=r[1:5].__getitem__):  # a random order of the four ops
             s = strengths[i]
             if s > 0:
-                factor = u.uniform(-s, s) if i == 3 else u.uniform(max(0.0, 1.0 - s), 1.0 + s)
-                jitter.append((i, factor))
-    gray = recipe.gray_p > 0 and u.bernoulli(recipe.gray_p)
-    blur = u.uniform(*recipe.sigma) if recipe.blur_p > 0 and u.bernoulli(recipe.blur_p) else None
-    solarize = recipe.solarize_p > 0 and u.bernoulli(recipe.solarize_p)
-    return ColourPlan(jitter, gray, blur, solarize)
+                low, high = (-s, s) if i == 3 else (max(0.0, 1.0 - s), 1.0 + s)
+                jitter.append((i, low + (high - low) * r[5 + i]))
+    blur = recipe.sigma[0] + (recipe.sigma[1] - recipe.sigma[0]) * r[11] if r[10] < recipe.blur_p else None
+    return ColourPlan(jitter, r[9] < recipe.gray_p, blur, r[12] < recipe.solarize_p)
 
 
 def merge_orders(plans: list[ColourPlan]) -> list[tuple[int, dict[int, float]]]:
@@ -295,10 +297,11 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def apply_colour(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
     """``x [V, C, H, W]`` float in [0, 1] -> the same after each view's jitter, grayscale, blur, solarise."""
     x = colour_jitter(x, plans)
-    gray = [float(p.gray) for p in plans]
-    if any(gray) and x.shape[1] > 1:
-        select = torch.tensor(gray, dtype=x.dtype).reshape(-1, 1, 1, 1)  # 0 or 1 per view
-        x = (grayscale(x) - x).mul_(select).add_(x)
+    gray = [v for v, p in enumerate(plans) if p.gray]
+    if gray and x.shape[1] > 1:
+        luma = grayscale(x)
+        for v in gray:  # x is a fresh tensor of this pipeline: overwrite the chosen views in place
+            x[v] = luma[v]
     if any(p.blur_sigma is not None for p in plans):
         x = torch.stack(
             [x[v] if p.blur_sigma is None else gaussian_blur(x[v], p.blur_sigma) for v, p in enumerate(plans)]
