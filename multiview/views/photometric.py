@@ -57,15 +57,11 @@ def resized_crop(img: torch.Tensor, box: Box, size: tuple[int, int]) -> torch.Te
     """``img [C, H, W]`` uint8 -> ``[C, size]`` uint8, bicubic with antialias (as PIL's resize).
 
     Equal to ``F.resized_crop(img, *box, size, BICUBIC, antialias=True)`` (tested); calling torch's kernel
-    directly skips torchvision's dispatch, and channels-last uint8 input takes its vectorised path: together
-    about half the cost at these image sizes.
+    directly skips torchvision's dispatch, a sizeable share of the cost at these image sizes.
     """
     top, left, h, w = box
     crop = img[None, :, top : top + h, left : left + w]
-    if img.dtype == torch.uint8:  # torch's uint8 antialiased kernel is fastest on channels-last input
-        crop = crop.contiguous(memory_format=torch.channels_last)
-    out = nnf.interpolate(crop, size=tuple(size), mode="bicubic", antialias=True, align_corners=False)
-    return out[0].contiguous()
+    return nnf.interpolate(crop, size=tuple(size), mode="bicubic", antialias=True, align_corners=False)[0]
 
 
 def eval_crop(img: torch.Tensor, size: int, crop_fraction: float) -> tuple[torch.Tensor, Box]:
@@ -92,6 +88,7 @@ def translate_box(u: Uniforms | None, height: int, width: int, pad: int, p: floa
 # Channel mixes as matrices: one call each instead of one per channel (these tensors are tiny, so
 # the count of calls, not arithmetic, sets the cost).
 _GRAY_KERNEL = torch.tensor([GRAY_WEIGHTS])
+_GRAY_COLUMN = _GRAY_KERNEL.T.contiguous()
 # Rows: G - B, B - R, R - G: the hue numerator when R, G or B is the largest channel.
 _HUE_DIFF_KERNEL = torch.tensor([[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]])
 # Added to each candidate hue numerator, times delta: the sextant where R, G or B is the largest.
@@ -100,11 +97,16 @@ _HUE_BASE = torch.tensor([0.0, 2.0, 4.0]).reshape(1, 3, 1, 1)
 _HUE_TARGETS = torch.tensor([3.0, 5.0, 1.0]).reshape(1, 3, 1, 1)
 
 
+def _like(const: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A constant in ``x``'s dtype (an attribute check: cheaper than a ``.to`` call, which dispatches)."""
+    return const if const.dtype == x.dtype else const.to(x.dtype)
+
+
 def _mix_channels(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``matrix [K, C] @ x [V, C, H, W]`` over channels -> ``[V, K, H, W]`` (one matmul; a 1x1 conv2d takes
     torch's slow im2col path here)."""
     v, c, h, w = x.shape
-    return torch.matmul(matrix.to(x.dtype), x.reshape(v, c, h * w)).reshape(v, -1, h, w)
+    return torch.matmul(_like(matrix, x), x.reshape(v, c, h * w)).reshape(v, -1, h, w)
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -123,7 +125,7 @@ def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the mean luma of each view: ``f x + (1 - f) mean``, clamped to [0, 1]."""
     v, c = x.shape[:2]
     mean = x.mean(dim=(-2, -1))  # [V, C]: the luma of the mean is the mean of the luma
-    mean = mean if c == 1 else torch.matmul(mean, _GRAY_KERNEL.to(x.dtype).T)
+    mean = mean if c == 1 else torch.matmul(mean, _like(_GRAY_COLUMN, x))
     return x.mul(factor).add_(mean.reshape(v, 1, 1, 1).mul_(1.0 - factor)).clamp_(0.0, 1.0)
 
 
@@ -154,11 +156,11 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     not_max = (maxc - x).mul_(1e30).clamp_(max=1.0)
     # Candidate numerators G - B + 0, B - R + 2 delta, R - G + 4 delta lie in [-delta, 5 delta]; adding
     # -10 delta to the channels that are not the largest rules them out of the max below.
-    offsets = torch.sub(_HUE_BASE.to(x.dtype), not_max, alpha=10.0)
+    offsets = torch.sub(_like(_HUE_BASE, x), not_max, alpha=10.0)
     numerator = _mix_channels(_HUE_DIFF_KERNEL, x).addcmul_(offsets, delta).amax(dim=1, keepdim=True)
     h = numerator.div_(delta.clamp_min(1e-12)).add_(6.0 * shift)  # delta = 0: h = 0, grey stays grey
     h = h.sub_(torch.floor(h * (1.0 / 6.0)), alpha=6.0)  # into [0, 6); far cheaper than remainder
-    weight = (h - _HUE_TARGETS.to(x.dtype)).abs_().sub_(3.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
+    weight = (h - _like(_HUE_TARGETS, x)).abs_().sub_(3.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
     return maxc - weight.mul_(delta)
 
 
