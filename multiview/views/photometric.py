@@ -116,27 +116,34 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     return _mix_channels(_GRAY_KERNEL, x)
 
 
-def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``x [V, C, H, W]`` in [0, 1], ``factor [V, 1, 1, 1]`` >= 0: scale towards black."""
-    return (x * factor).clamp_(max=1.0)  # factor >= 0: no clamp at 0 needed
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """``x [V, C, H, W]`` in [0, 1], ``factor [V, 1, 1, 1]`` >= 0: scale towards black.
+
+    ``clamp=False`` is for callers that know every factor is <= 1 (the result then stays in [0, 1]), as for
+    the two blends below: one tensor call fewer.
+    """
+    y = x * factor
+    return y.clamp_(max=1.0) if clamp else y  # factor >= 0: no clamp at 0 needed
 
 
-def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     """Blend with the mean luma of each view: ``f x + (1 - f) mean``, clamped to [0, 1]."""
     v, c = x.shape[:2]
     mean = x.mean(dim=(-2, -1))  # [V, C]: the luma of the mean is the mean of the luma
     mean = mean if c == 1 else torch.matmul(mean, _like(_GRAY_COLUMN, x))
-    return x.mul(factor).add_(mean.reshape(v, 1, 1, 1).mul_(1.0 - factor)).clamp_(0.0, 1.0)
+    y = x.mul(factor).add_(mean.reshape(v, 1, 1, 1).mul_(1.0 - factor))
+    return y.clamp_(0.0, 1.0) if clamp else y
 
 
-def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     """Blend with the per-pixel luma (identity on one channel, as torchvision)."""
     if x.shape[-3] == 1:
         return x
-    return x.mul(factor).add_(grayscale(x).mul_(1.0 - factor)).clamp_(0.0, 1.0)
+    y = x.mul(factor).add_(grayscale(x).mul_(1.0 - factor))
+    return y.clamp_(0.0, 1.0) if clamp else y
 
 
-def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     """Rotate the HSV hue of ``x [V, 3, H, W]`` by ``shift [V, 1, 1, 1]`` turns (in [-0.5, 0.5]).
 
     RGB -> (H, S, V) -> RGB in closed form. With delta = max - min = V * S, the hue in sextants is
@@ -146,7 +153,8 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     c is V - delta * clamp(2 - dist(h, t_c), 0, 1), where dist is the distance on the circle of length 6 to
     the hue t_c = (3, 5, 1) at which channel c is smallest: 2 - dist = | |h - t_c| - 3 | - 1 for h in
     [0, 6). Only plain arithmetic: comparisons and ``where`` cost several times more on these small
-    tensors. Same result as torchvision's ``adjust_hue`` (to float rounding).
+    tensors. Same result as torchvision's ``adjust_hue`` (to float rounding). ``clamp`` is unused (the
+    result is always in range); it keeps the signature of the other colour ops.
     """
     if x.shape[-3] == 1:
         return x
@@ -256,8 +264,8 @@ def _jitter_merged(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
     n_views = x.shape[0]
     table = [[factors.get(v, _IDENTITY[op]) for v in range(n_views)] for op, factors in steps]
     all_factors = torch.tensor(table, dtype=x.dtype).reshape(len(steps), n_views, 1, 1, 1)
-    for (op, _), factors in zip(steps, all_factors):
-        x = _ADJUST[op](x, factors)
+    for (op, by_view), factors in zip(steps, all_factors):
+        x = _ADJUST[op](x, factors, max(by_view.values()) > 1.0)  # blends with factors <= 1 stay in [0, 1]
     return x
 
 
@@ -273,10 +281,10 @@ def _jitter_grouped(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
         for op, (idx, factors) in groups.items():
             f = torch.tensor(factors, dtype=x.dtype).reshape(-1, 1, 1, 1)
             if len(idx) == x.shape[0]:
-                x = _ADJUST[op](x, f)
+                x = _ADJUST[op](x, f, max(factors) > 1.0)
             else:
                 index = torch.tensor(idx)
-                x = x.index_copy(0, index, _ADJUST[op](x.index_select(0, index), f))
+                x = x.index_copy(0, index, _ADJUST[op](x.index_select(0, index), f, max(factors) > 1.0))
     return x
 
 
