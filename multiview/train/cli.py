@@ -78,9 +78,11 @@ def run_pretrain(args) -> int:
         )
     )
     if recipe.eval and not args.no_eval:
+        from multiview.eval.report import markdown_table
         from multiview.train.evaluate import run_recipe_eval
 
-        run_recipe_eval(recipe, summary.final_checkpoint)
+        for report in run_recipe_eval(recipe, summary.final_checkpoint):
+            print(markdown_table(report["rows"]))
     return 0
 
 

@@ -1,0 +1,41 @@
+"""The evaluation a recipe asks for at the end of pretraining (``eval:`` entries), on the final checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from multiview.train.recipe import EvalConfig, Recipe
+
+
+def run_eval_entry(entry: EvalConfig, recipe: Recipe, bundle, checkpoint: Path, out_root: Path) -> dict:
+    """Run one ``eval:`` entry of a recipe with the trained encoders; returns the report dict."""
+    from multiview.eval import run_knn, run_linear, run_retrieval
+
+    common = {"data": recipe.data.path, "split": entry.split, "train_split": entry.train_split, "bundle": bundle}
+    out_dir = out_root / entry.kind
+    command = f"multiview pretrain (recipe {recipe.name}, eval {entry.kind})"
+    if entry.kind == "retrieval":
+        return run_retrieval(
+            str(checkpoint),
+            query=entry.query,
+            gallery=entry.gallery,
+            fields=entry.fields,
+            all_pairs=entry.all_pairs,
+            out_dir=out_dir,
+            command=command,
+            **common,
+        )
+    probe = run_linear if entry.kind == "linear" else run_knn
+    return probe(str(checkpoint), fields=entry.fields, out_dir=out_dir, command=command, **common)
+
+
+def run_recipe_eval(recipe: Recipe, checkpoint: Path, out_root: Path | None = None) -> list[dict]:
+    """Every ``eval:`` entry of ``recipe`` on ``checkpoint``; only the main process evaluates."""
+    if int(os.environ.get("RANK", "0")) != 0 or not recipe.eval:
+        return []
+    from multiview.train.export import load_for_eval
+
+    bundle = load_for_eval(checkpoint)
+    out_root = out_root or Path(checkpoint).parents[1] / "eval"
+    return [run_eval_entry(entry, recipe, bundle, Path(checkpoint), out_root) for entry in recipe.eval]
