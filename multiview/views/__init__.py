@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from multiview.views import audio, cameras, image, modalities, sensor  # noqa: F401  (registers generators)
+from multiview.views import audio, cameras, image, modalities, sensor, vector  # noqa: F401  (registers generators)
 from multiview.views.audio import AudioViews
 from multiview.views.base import META, VIEWS, ViewGenerator, derive_generator, register, stable_hash
 from multiview.views.cameras import CameraViews
 from multiview.views.image import AMDIMViews, ColorSplitViews, MultiCropViews, SimCLRViews
 from multiview.views.modalities import FieldViews, ModalityViews
 from multiview.views.sensor import SensorViews
+from multiview.views.vector import VectorViews
 
 
 def create(name: str, **kwargs: Any) -> ViewGenerator:
@@ -51,6 +52,7 @@ __all__ = [
     "MultiCropViews",
     "SensorViews",
     "SimCLRViews",
+    "VectorViews",
     "ViewGenerator",
     "create",
     "derive_generator",

@@ -197,10 +197,10 @@ def _flip_views(x: torch.Tensor, flips: list[bool]) -> torch.Tensor:
 def finish_crops(gen: ImageViews, drawn: Sequence[DrawnView]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """Flip, colour and normalise drawn views; views of equal size share each tensor operation.
 
-    Returns the views ``[C, size, size]`` and their metadata (box in source pixels, flip).
+    Returns the views ``[C, size, size]`` and their metadata: ``box`` = (top, left, height, width) in source
+    pixels (a tuple of ints), ``flip`` (bool).
     """
-    boxes = torch.tensor([d.box for d in drawn]).unbind(0)  # one call for all the boxes
-    metas = [{"box": box, "flip": d.flip} for box, d in zip(boxes, drawn)]
+    metas = [{"box": d.box, "flip": d.flip} for d in drawn]
     views: list[torch.Tensor] = [torch.empty(0)] * len(drawn)
     for size in dict.fromkeys(d.crop.shape[-1] for d in drawn):
         idx = [i for i, d in enumerate(drawn) if d.crop.shape[-1] == size]
@@ -223,7 +223,7 @@ def _eval_views(gen: ImageViews, img: torch.Tensor, sizes: Sequence[int], crop_f
         if size not in cache:
             view, box = eval_crop(img, size, crop_fraction)
             cache[size] = (gen.finish(view.unsqueeze(0).float().div_(255.0))[0], box)
-    return [cache[s][0] for s in sizes], [{"box": torch.tensor(cache[s][1]), "flip": False} for s in sizes]
+    return [cache[s][0] for s in sizes], [{"box": cache[s][1], "flip": False} for s in sizes]
 
 
 def _pack(names: Sequence[str], views: Sequence[torch.Tensor], metas: Sequence[dict]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def test_amdim_views_follow_the_drawn_crop_box_without_colour(sample):
         out = gen(sample, generator=_g(seed))
         for name in gen.view_names:
             meta = out["__meta__"][name]
-            want = resized_crop(sample["image"], tuple(meta["box"].tolist()), (24, 24))
+            want = resized_crop(sample["image"], meta["box"], (24, 24))
             want = want.flip(-1) if meta["flip"] else want
             assert out[name].dtype == torch.uint8 and torch.equal(out[name], want)
 
@@ -65,7 +65,7 @@ def test_amdim_box_respects_scale_and_ratio(sample):
     h, w = sample["image"].shape[1:]
     for seed in range(30):
         for meta in gen(sample, generator=_g(seed))["__meta__"].values():
-            _, _, bh, bw = meta["box"].tolist()
+            _, _, bh, bw = meta["box"]
             assert 0.28 <= bh * bw / (h * w) <= 1.0 and 0.6 <= bw / bh <= 1.5
 
 
@@ -76,7 +76,7 @@ def test_amdim_translate_mode_keeps_size_and_moves_at_most_4_px():
     for seed in range(30):
         out = gen({"__key__": "c", "image": img}, generator=_g(seed))
         for name in gen.view_names:
-            top, left, h, w = out["__meta__"][name]["box"].tolist()
+            top, left, h, w = out["__meta__"][name]["box"]
             assert (h, w) == (32, 32) and 0 <= top <= 8 and 0 <= left <= 8
             moved += (top, left) != (4, 4)
             assert out[name].shape == (3, 32, 32)
@@ -208,10 +208,10 @@ def test_colorsplit_views_are_co_registered(space, names, sample):
         first, second = (out[n] for n in names)
         assert first.shape == (1, 24, 24) and second.shape == (2, 24, 24)
         meta = out["__meta__"]
-        assert torch.equal(meta[names[0]]["box"], meta[names[1]]["box"])
+        assert meta[names[0]]["box"] == meta[names[1]]["box"]
         assert meta[names[0]]["flip"] == meta[names[1]]["flip"]
         # Put the two views back together: they rebuild the RGB crop of the shared box, pixel for pixel.
-        crop = resized_crop(sample["image"], tuple(meta[names[0]]["box"].tolist()), (24, 24)).float() / 255
+        crop = resized_crop(sample["image"], meta[names[0]]["box"], (24, 24)).float() / 255
         crop = crop.flip(-1) if meta[names[0]]["flip"] else crop
         torch.testing.assert_close(to_rgb(torch.cat([first, second])), crop, atol=1e-3, rtol=0)
 
