@@ -137,9 +137,10 @@ def embedding_map(embeddings: torch.Tensor, method: str = "pca", seed: int = 0) 
     """``[N, 2]`` coordinates of ``[N, D]`` embeddings by PCA or t-SNE (cosine geometry: rows L2-normalised)."""
     x = torch.nn.functional.normalize(torch.as_tensor(embeddings).float(), dim=1)
     if method == "pca":
-        x = x - x.mean(0)
-        _, _, vh = torch.linalg.svd(x, full_matrices=False)
-        out = (x @ vh[:2].T).numpy()
+        from multiview.eval.baselines import principal_axes
+
+        mean, axes = principal_axes(x, 2, seed)
+        out = ((x - mean) @ axes).numpy()
         return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))  # 1-D embeddings: a flat second axis
     if method == "tsne":
         from sklearn.manifold import TSNE

@@ -100,3 +100,19 @@ def test_raw_featurizer_resizes_to_the_train_shape():
     assert torch.allclose(xte[1], torch.ones(20))  # a constant trace stays constant after interpolation
     with pytest.raises(ValueError, match=r"cannot resize a raw input of shape \(3, 10\) to \(2, 10\)"):
         RawFeaturizer("s").fit([torch.ones(2, 10)]).transform([torch.ones(3, 10)])
+
+
+def test_randomised_pca_finds_the_exact_top_subspace(monkeypatch):
+    from multiview.eval import baselines
+
+    gen = torch.Generator().manual_seed(0)
+    scales = torch.tensor([10.0, 8, 6, 4, 3])
+    x = (torch.randn(400, 5, generator=gen) * scales) @ torch.linalg.qr(torch.randn(80, 5, generator=gen))[0].T
+    x = x + 0.05 * torch.randn(400, 80, generator=gen)
+    _, exact = baselines.principal_axes(x, 5)
+    monkeypatch.setattr(baselines, "EXACT_SVD_FLOPS", 0)  # force the randomised path
+    _, approx = baselines.principal_axes(x, 5)
+    _, again = baselines.principal_axes(x, 5)
+    assert torch.equal(approx, again)  # seeded: deterministic
+    # same subspace: the projector onto one equals the projector onto the other
+    assert torch.allclose(exact @ exact.T, approx @ approx.T, atol=1e-3)
