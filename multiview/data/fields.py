@@ -246,8 +246,40 @@ def decode_wav(data: bytes) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(np.ascontiguousarray(wav.T)), rate
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_HEADER = re.compile(
+    r"^\{'descr': '(?P<descr>[<>|=][a-z]\d+)', 'fortran_order': (?P<fortran>True|False), "
+    r"'shape': \((?P<shape>[\d, ]*)\), \}\s*$"
+)
+
+
+def _fast_npy(data: bytes) -> np.ndarray | None:
+    """Decode the common case (version 1/2 header, plain numeric dtype, C order) without numpy's header parser,
+    which runs ``ast.literal_eval`` per array and dominates the decode of small vectors; None otherwise."""
+    if len(data) < 10 or data[:6] != _NPY_MAGIC or data[6] not in (1, 2):
+        return None
+    if data[6] == 1:
+        length, start = int.from_bytes(data[8:10], "little"), 10
+    else:
+        length, start = int.from_bytes(data[8:12], "little"), 12
+    match = _NPY_HEADER.match(data[start : start + length].decode("latin1"))
+    if match is None or match["fortran"] == "True":
+        return None
+    dtype = np.dtype(match["descr"])
+    shape = tuple(int(d) for d in match["shape"].replace(" ", "").split(",") if d)
+    count = int(np.prod(shape)) if shape else 1
+    body = data[start + length :]
+    if len(body) != count * dtype.itemsize:
+        return None  # truncated or padded: let numpy produce its own error
+    arr = np.frombuffer(body, dtype=dtype, count=count).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=True)  # native byte order, writable (torch needs both)
+
+
 def decode_npy(data: bytes) -> torch.Tensor:
     """``.npy`` bytes -> tensor with the dtype kept (never unpickles)."""
+    fast = _fast_npy(data)
+    if fast is not None:
+        return torch.from_numpy(fast)
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as err:

@@ -192,6 +192,10 @@ class ShardStream(IterableDataset):
         rank, world_size: this process's place; default from torch.distributed, else env RANK / WORLD_SIZE.
         on_error: "raise" or "skip" (a bad sample is replaced by a repeat of a good one of its batch flagged
             ``__pad__``; the count is logged at the end of the epoch and kept in ``skipped``).
+        cache: keep decoded samples in memory after their first read, so later epochs skip tar reads and
+            decoding (small data sets; map_fn must not modify the sample in place -- view generators do not).
+            Each DataLoader worker keeps its own cache, and workers are re-created each epoch, so the cache
+            pays off with ``num_workers=0``.
 
     Every item carries ``__pad__`` (bool). ``len(stream)`` is the number of items (batches) per rank per epoch.
 
@@ -220,6 +224,7 @@ class ShardStream(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         on_error: str = "raise",
+        cache: bool = False,
     ):
         super().__init__()
         if tail not in TAILS:
@@ -249,6 +254,7 @@ class ShardStream(IterableDataset):
         self.batches_consumed = 0  # counted by make_loader's loader in the main process
         self._start = 0  # items to skip at the next iteration (resume)
         self.skipped = 0
+        self._cache: dict[tuple[int, int], dict[str, Any]] | None = {} if cache else None
 
     # ------------------------------------------------------------------------------------------ position
     def set_epoch(self, epoch: int) -> None:
@@ -311,11 +317,21 @@ class ShardStream(IterableDataset):
         item["__pad__"] = bool(pad)
         return item
 
+    def _read(self, policy: ErrorPolicy, shard: int, j: int) -> dict[str, Any] | None:
+        if self._cache is None:
+            return policy.attempt(self.reader, shard, j)
+        if (shard, j) not in self._cache:
+            sample = policy.attempt(self.reader, shard, j)
+            if sample is None:
+                return None  # not cached: a skip is counted (and logged) in every epoch it happens
+            self._cache[(shard, j)] = sample
+        return self._cache[(shard, j)]
+
     def _batch(self, refs: np.ndarray, pads: np.ndarray, offsets: np.ndarray, policy: ErrorPolicy) -> list[dict]:
         items: list[dict | None] = []
         for g, pad in zip(refs.tolist(), pads.tolist()):
             shard = int(np.searchsorted(offsets, g, side="right") - 1)
-            sample = policy.attempt(self.reader, shard, g - int(offsets[shard]))
+            sample = self._read(policy, shard, g - int(offsets[shard]))
             items.append(None if sample is None else self._item(sample, pad))
         good = [item for item in items if item is not None]
         if not good:

@@ -52,6 +52,7 @@ def build_loader(recipe: Recipe, micro_batch: int, rank: int, world_size: int, v
         rank=rank,
         world_size=world_size,
         on_error=data.on_error,
+        cache=data.cache,
     )
     loader = make_loader(stream, num_workers=data.num_workers, pin_memory=torch.cuda.is_available())
     return loader, stream, views

@@ -44,6 +44,7 @@ class DataConfig:
     shuffle: bool = True
     num_workers: int = 0
     on_error: Literal["raise", "skip"] = "raise"
+    cache: bool = False  # keep decoded samples in memory after the first epoch (small data sets, num_workers 0)
 
 
 @dataclass

@@ -207,3 +207,45 @@ def test_plan_covers_every_sample_once_with_pad_and_never_repeats_with_drop(coun
         dropped, pads = epoch_plan(counts, batch=batch, world_size=world, tail="drop", **kw)
         assert len(dropped) == sum(counts) // (world * batch) * world * batch and not pads.any()
         assert len(set(dropped.tolist())) == len(dropped)
+
+
+def test_cache_reads_each_sample_once_and_changes_nothing(toy, monkeypatch):
+    root = toy(n=20, maxcount=7)
+    plain = ShardStream(root, "train", batch_size=4, seed=2)
+    cached = ShardStream(root, "train", batch_size=4, seed=2, cache=True)
+    reads = Counter()
+    original = cached.reader.read
+
+    def counting(shard, j):
+        reads[(shard, j)] += 1
+        return original(shard, j)
+
+    monkeypatch.setattr(cached.reader, "read", counting)
+    for epoch in range(3):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        a, b = list(make_loader(plain)), list(make_loader(cached))
+        assert keys_of(a) == keys_of(b)
+        assert all(torch.equal(x["acc"], y["acc"]) and torch.equal(x["image"], y["image"]) for x, y in zip(a, b))
+    assert len(reads) == 20 and set(reads.values()) == {1}
+
+
+def test_fast_npy_decode_matches_numpy():
+    import io
+
+    from multiview.data.fields import _fast_npy, decode_npy
+
+    arrays = [
+        np.arange(5, dtype=np.float32),
+        np.zeros((3, 4), np.int16),
+        np.array(3.0),
+        np.ones((2, 3, 4), ">f8"),
+        np.zeros((0, 3), np.uint8),
+        np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    ]
+    for arr in arrays:
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        decoded = decode_npy(buf.getvalue())
+        assert decoded.shape == arr.shape and np.array_equal(decoded.numpy(), arr)
+        assert (_fast_npy(buf.getvalue()) is None) == bool(arr.ndim > 1 and np.isfortran(arr))
