@@ -40,7 +40,8 @@ def run_page(page: Path, workdir: Path) -> subprocess.CompletedProcess:
 def page_runs(tmp_path_factory):
     """Start every page at once (two at a time); each test waits for its own."""
     pool = ThreadPoolExecutor(max_workers=2)
-    runs = {page.name: pool.submit(run_page, page, tmp_path_factory.mktemp(page.stem)) for page in PAGES}
+    longest_first = sorted(PAGES, key=lambda p: p.name != "own-data.md")
+    runs = {page.name: pool.submit(run_page, page, tmp_path_factory.mktemp(page.stem)) for page in longest_first}
     yield runs
     pool.shutdown(wait=True, cancel_futures=True)
 
@@ -81,7 +82,9 @@ def test_a_failing_snippet_names_its_page_and_line(tmp_path):
 
 def test_a_failing_bash_block_names_its_line(tmp_path):
     page = tmp_path / "broken.md"
-    page.write_text("<!-- file: data.txt -->\n```text\nhello\n```\n\n<!-- test -->\n```bash\ngrep -q bye data.txt\n```\n")
+    page.write_text(
+        "<!-- file: data.txt -->\n```text\nhello\n```\n\n<!-- test -->\n```bash\ngrep -q bye data.txt\n```\n"
+    )
     done = run_page(page, tmp_path / "work")
     assert done.returncode == 1
     assert f"SNIPPET FAILED {page}:8: bash block" in done.stdout
