@@ -58,7 +58,7 @@ class _BankScores(torch.autograd.Function):
         ctx.save_for_backward(bank, rows)
         ctx.step = max(1, budget // (rows.shape[1] * bank.shape[1]))
         parts = [
-            einsum(bank[rows[i : i + ctx.step]], z[i : i + ctx.step], "b k d, b d -> b k")
+            einsum(_gather_rows(bank, rows[i : i + ctx.step]), z[i : i + ctx.step], "b k d, b d -> b k")
             for i in range(0, rows.shape[0], ctx.step)
         ]
         return torch.cat(parts)
@@ -67,15 +67,33 @@ class _BankScores(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         bank, rows = ctx.saved_tensors
         parts = [
-            einsum(bank[rows[i : i + ctx.step]], grad[i : i + ctx.step], "b k d, b k -> b d")
+            einsum(_gather_rows(bank, rows[i : i + ctx.step]), grad[i : i + ctx.step], "b k d, b k -> b d")
             for i in range(0, rows.shape[0], ctx.step)
         ]
         return torch.cat(parts), None, None, None
 
 
-def bank_scores(z: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
-    """``z [B, D]``, ``bank [N, D]``, ``rows [B, K + 1]`` -> ``[B, K + 1]`` dot products (gradient to z only)."""
-    return _BankScores.apply(z, bank.to(z.dtype), rows, budget)
+def _gather_rows(bank: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``bank [N, D]``, ``rows [b, k]`` -> ``[b, k, D]`` (index_select: about 2x faster than ``bank[rows]``)."""
+    return bank.index_select(0, rows.reshape(-1)).view(*rows.shape, bank.shape[1])
+
+
+def bank_scores(
+    z: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor, method: str = "auto", budget: int = 1 << 24
+) -> torch.Tensor:
+    """``z [B, D]``, ``bank [N, D]``, ``rows [B, K + 1]`` -> ``[B, K + 1]`` dot products (gradient to z only).
+
+    ``"dense"`` scores every bank row (``[B, N]`` matmul, then a gather): cheap while N is a few dozen times K,
+    because a matmul streams memory while gathering K random rows per anchor does not. ``"gather"`` gathers the
+    rows in chunks of about ``budget`` floats and recomputes them in backward (memory independent of N).
+    ``"auto"`` takes dense when ``N <= 32 (K + 1)``.
+    """
+    if method not in ("auto", "dense", "gather"):
+        raise ValueError(f"bank_scores method: expected 'auto', 'dense' or 'gather', got {method!r}")
+    bank = bank.to(z.dtype)
+    if method == "dense" or (method == "auto" and bank.shape[0] <= 32 * rows.shape[1]):
+        return (z @ bank.T).gather(1, rows)
+    return _BankScores.apply(z, bank, rows, budget)
 
 
 @register("cmc")

@@ -60,10 +60,12 @@ def nwj_loop(scores: torch.Tensor) -> torch.Tensor:
 def amdim_task_loop(source: torch.Tensor, target: torch.Tensor, clip: float = 20.0, reg_weight: float = 0.05):
     """One AMDIM task, anchor by anchor: source ``[B, D]``, target ``[B, D, H, W]`` -> (nce, regulariser)."""
     b, d = source.shape
-    tgt = target.flatten(2)  # [B, D, N]
+    n = target.shape[2] * target.shape[3]
+    # one [D, B*N] matrix shared by every anchor (autograd keeps it once, not once per anchor)
+    tgt = target.flatten(2).transpose(0, 1).reshape(d, b * n)
     nce, reg = [], []
     for i in range(b):
-        raw = torch.einsum("d,bdn->bn", source[i], tgt) / math.sqrt(d)  # anchor i against every location
+        raw = (source[i] @ tgt).reshape(b, n) / math.sqrt(d)  # anchor i against every location
         reg.append(raw.pow(2).mean())
         clipped = clip * torch.tanh(raw / clip)
         negatives = torch.cat([clipped[:i], clipped[i + 1 :]]).reshape(-1)  # other images only
@@ -120,8 +122,9 @@ def cmc_bank_nce_loop(scores: torch.Tensor, z_const: float, bank_size: int) -> t
 
 def dim_local_scores_loop(g: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
     """``T[i, j, p] = g_i . l_{j, p}`` anchor by anchor: g ``[B, U]``, local ``[B, U, H, W]`` -> ``[B, B, H*W]``."""
-    flat = local.flatten(2)
-    return torch.stack([torch.einsum("u,bun->bn", g[i], flat) for i in range(g.shape[0])])
+    b, u, h, w = local.shape
+    flat = local.flatten(2).transpose(0, 1).reshape(u, b * h * w)  # shared by every anchor
+    return torch.stack([(g[i] @ flat).reshape(b, h * w) for i in range(g.shape[0])])
 
 
 def cmi_adversarial_loop(obj, z: torch.Tensor, labels: list[torch.Tensor], joint_target: float) -> torch.Tensor:

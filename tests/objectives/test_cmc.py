@@ -140,5 +140,9 @@ def test_chunked_bank_scores_match_gather_and_gradcheck():
     rows = torch.randint(30, (5, 7))
     z = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     want = torch.einsum("bkd,bd->bk", bank[rows], z)
-    torch.testing.assert_close(bank_scores(z, bank, rows, budget=28), want)  # one row per chunk
-    assert torch.autograd.gradcheck(lambda t: bank_scores(t, bank, rows, budget=60), (z,))
+    torch.testing.assert_close(bank_scores(z, bank, rows, "gather", budget=28), want)  # one row per chunk
+    torch.testing.assert_close(bank_scores(z, bank, rows, "dense"), want)
+    assert torch.autograd.gradcheck(lambda t: bank_scores(t, bank, rows, "gather", budget=60), (z,))
+    assert torch.autograd.gradcheck(lambda t: bank_scores(t, bank, rows, "dense"), (z,))
+    with pytest.raises(ValueError, match="'sparse'"):
+        bank_scores(z, bank, rows, "sparse")
