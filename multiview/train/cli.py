@@ -46,7 +46,6 @@ def register(subparsers) -> None:
 
 
 def run_pretrain(args) -> int:
-    from multiview.train.loop import TrainingDiverged, TrainingInterrupted, pretrain
     from multiview.train.recipe import RecipeError, load_recipe, recipe_to_dict
 
     try:
@@ -59,6 +58,8 @@ def run_pretrain(args) -> int:
 
         print(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
         return 0
+    from multiview.train.loop import TrainingDiverged, TrainingInterrupted, pretrain
+
     try:
         summary = pretrain(recipe, resume=args.resume, run_dir=args.run_dir)
     except TrainingDiverged as err:

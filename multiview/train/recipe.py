@@ -90,6 +90,7 @@ class TrainConfig:
     grad_clip: float | None = None
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = None  # torch CPU threads; None keeps torch's default (OMP_NUM_THREADS or the core count)
     compile: bool = False
 
 
