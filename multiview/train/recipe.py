@@ -248,30 +248,29 @@ class _Validator:
 
 
 def _normalise_components(data: dict) -> dict:
-    """Accept the short forms ``views: {name: amdim, size: 64}`` and ``encoders: {image: {kind: timm, ...}}``."""
+    """Accept the short forms ``views: {name: amdim, size: 64}``, ``encoders: {image: {kind: timm, ...}}`` and
+    ``objectives: [{name: cmc, weight: 1, temperature: 0.1}]``: keys other than the name (and an objective's
+    weight) become ``args``; an explicit ``args`` mapping wins over them."""
     data = dict(data)
 
-    def split(spec: Any, name_key: str) -> Any:
-        if isinstance(spec, dict) and "args" not in spec and name_key in spec:
-            spec = dict(spec)
-            return {"name": spec.pop(name_key), "args": spec}
-        return spec
+    def split(spec: Any, name_key: str, head_keys: tuple[str, ...] = ()) -> Any:
+        if not isinstance(spec, dict) or name_key not in spec:
+            return spec
+        spec = dict(spec)
+        head = {"name": spec.pop(name_key), **{k: spec.pop(k) for k in head_keys if k in spec}}
+        args = spec.pop("args", {})
+        if not isinstance(args, dict):
+            return {**head, "args": args, **spec}  # validation reports the bad args
+        return {**head, "args": {**spec, **args}}
 
     if "views" in data:
         data["views"] = split(data["views"], "name")
     if isinstance(data.get("encoders"), dict):
-        data["encoders"] = {k: split(v, "kind") for k, v in data["encoders"].items()}
+        data["encoders"] = {
+            k: split(v, "kind") if "kind" in (v or {}) else split(v, "name") for k, v in data["encoders"].items()
+        }
     if isinstance(data.get("objectives"), list):
-        objectives = []
-        for spec in data["objectives"]:
-            if isinstance(spec, dict) and "args" not in spec and "name" in spec:
-                spec = dict(spec)
-                head = {"name": spec.pop("name")}
-                if "weight" in spec:
-                    head["weight"] = spec.pop("weight")
-                spec = {**head, "args": spec}
-            objectives.append(spec)
-        data["objectives"] = objectives
+        data["objectives"] = [split(spec, "name", ("weight",)) for spec in data["objectives"]]
     return data
 
 

@@ -119,22 +119,37 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def _child(node: Any, key: str, text: str, where: str, create: bool) -> Any:
+    """One step of an override path: a mapping key, or an integer index into a list."""
+    if isinstance(node, list):
+        if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
+            raise RecipeError(
+                f"command line: override {text!r}: {where} is a list of {len(node)}; {key!r} is not an index"
+            )
+        return node[int(key)]
+    if not isinstance(node, dict):
+        raise RecipeError(f"command line: override {text!r}: {where} is a {type(node).__name__}, not a mapping")
+    if create and node.get(key) is None:
+        node[key] = {}
+    return node[key]
+
+
 def apply_overrides(data: dict, origins: Origins, overrides: list[str]) -> dict:
-    """Apply ``key=value`` overrides to a copy of a nested dict (validation catches unknown keys later)."""
+    """Apply ``key=value`` overrides (``train.steps=5``, ``objectives.0.temperature=0.2``) to a copy of a nested
+    dict; validation catches unknown keys later."""
     data = copy.deepcopy(data)
     for text in overrides:
         keys, value = parse_override(text)
         node = data
         for depth, key in enumerate(keys[:-1]):
-            child = node.setdefault(key, {})
-            if child is None:
-                child = node[key] = {}
-            if not isinstance(child, dict):
-                where = ".".join(keys[: depth + 1])
-                raise RecipeError(
-                    f"command line: override {text!r}: {where} is a {type(child).__name__}, not a mapping"
-                )
-            node = child
-        node[keys[-1]] = value
+            node = _child(node, key, text, ".".join(keys[:depth]) or "the recipe", create=True)
+        last, where = keys[-1], ".".join(keys[:-1]) or "the recipe"
+        if isinstance(node, list):
+            _child(node, last, text, where, create=False)  # validates the index
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise RecipeError(f"command line: override {text!r}: {where} is a {type(node).__name__}, not a mapping")
         origins[".".join(keys)] = Origin(f"command line ({text})")
     return data

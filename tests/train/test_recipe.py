@@ -116,3 +116,14 @@ def test_duplicate_key(tmp_path):
 def test_validate_plain_dict_names_saved_recipe():
     with pytest.raises(RecipeError, match="<recipe>: name: expected str"):
         validate_recipe({"name": 3, "data": {"path": "x"}, "views": {"name": "a"}, "encoders": {}, "objectives": []})
+
+
+def test_override_into_a_list_by_index(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE)
+    recipe = load_recipe(path, ["objectives.0.temperature=0.3", "encoders.image.model_name=test_vit"])
+    assert recipe.objectives[0].args == {"temperature": 0.3}
+    assert recipe.encoders["image"].args["model_name"] == "test_vit"
+    recipe = load_recipe(path, ["objectives.0.args.temperature=0.4"])  # explicit args win over the short form
+    assert recipe.objectives[0].args == {"temperature": 0.4}
+    message = error_of(path, ["objectives.2.weight=1"])
+    assert "objectives is a list of 1; '2' is not an index" in message
