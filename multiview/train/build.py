@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiview.views.vector  # noqa: F401  (registers "vector"; TODO: move into multiview.views)
 from multiview import encoders as encoder_registry
 from multiview import objectives as objective_registry
 from multiview import views as view_registry
@@ -10,8 +9,23 @@ from multiview.train.model import MultiViewModel
 from multiview.train.recipe import Recipe
 
 
+def import_plugins(recipe: Recipe) -> None:
+    """Import the recipe's ``imports:`` modules, whose decorators register user components."""
+    import importlib
+    import sys
+
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like ``python -m``: modules next to where the command runs
+    for name in recipe.imports:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ValueError(f"recipe {recipe.name!r}: imports: cannot import {name!r}: {err}") from err
+
+
 def build_views(recipe: Recipe, train: bool = True):
     """The recipe's view generator (``train=False``: its deterministic evaluation form)."""
+    import_plugins(recipe)
     args = dict(recipe.views.args)
     args.setdefault("seed", recipe.train.seed)
     generator = view_registry.create(recipe.views.name, **args)
@@ -46,6 +60,7 @@ def view_to_encoder(recipe: Recipe, view_names: list[str], modality_of) -> dict[
 
 
 def build_encoders(recipe: Recipe) -> dict:
+    import_plugins(recipe)
     built = {}
     for key, spec in recipe.encoders.items():
         try:

@@ -136,6 +136,7 @@ class Recipe:
     log: LogConfig = field(default_factory=LogConfig)
     eval: list[EvalConfig] = field(default_factory=list)
     view_to_encoder: dict[str, str] = field(default_factory=dict)  # explicit view -> encoder key sharing
+    imports: list[str] = field(default_factory=list)  # modules to import first (they register your components)
 
     @property
     def run_dir(self) -> Path:

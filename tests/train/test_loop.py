@@ -116,3 +116,34 @@ def test_cli_bad_recipe_exit_code(tmp_path):
     done = subprocess.run([sys.executable, "-m", "multiview", "pretrain", str(path)], capture_output=True, text=True)
     assert done.returncode == 2
     assert f"{path}" in done.stderr and "train" in done.stderr
+
+
+def test_recipe_imports_register_user_components(vector_shards, tmp_path, tiny_recipe, monkeypatch):
+    (tmp_path / "my_plugin_xyz.py").write_text(
+        textwrap.dedent(
+            """
+            import torch.nn.functional as F
+            from multiview.objectives import register
+            from multiview.objectives.base import Objective, ObjectiveOutput
+
+            @register("align_xyz")
+            class Align(Objective):
+                name = "align_xyz"
+                def requires(self):
+                    return {"a": (), "b": ()}
+                def compute(self, features, batch):
+                    a, b = (F.normalize(features[v].global_, dim=1) for v in ("a", "b"))
+                    loss = (a - b).pow(2).sum(1).mean()
+                    return ObjectiveOutput(loss, {"distance": loss.detach()})
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = tiny_recipe(vector_shards, tmp_path, steps=2)
+    recipe["objectives"].append({"name": "align_xyz", "weight": 0.5})
+    recipe["imports"] = ["my_plugin_xyz"]
+    summary = run(recipe)
+    assert "align_xyz/distance" in summary.last_metrics
+    recipe["imports"] = ["no_such_plugin_xyz"]
+    with pytest.raises(ValueError, match="imports: cannot import 'no_such_plugin_xyz'"):
+        run(recipe)
