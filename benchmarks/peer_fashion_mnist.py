@@ -1,0 +1,479 @@
+"""Representation quality under the same CPU budget on Fashion-MNIST: multiview's AMDIM, DIM and CMC vs. lightly's
+SimCLR, a supervised encoder and raw pixels, all probed by the same linear probe.
+
+Every learned method trains the SAME encoder (multiview's padding-free AMDIM trunk at 32 px, ``--ndf`` /
+``--embed-dim`` / ``--n-rkhs``, one grey channel) with the same batch, optimiser (Adam, ``--lr``, warm-up + cosine)
+and the same training budget in CPU seconds of ONE thread (``--budget-s``):
+
+- ours (amdim, dim, cmc): a recipe dict validated by ``multiview.train.recipe.validate_recipe`` and run by
+  ``multiview.train.loop.Trainer.fit`` -- exactly what ``multiview pretrain`` runs (shards streamed from disk, views
+  made per sample in the loop's process). Fashion-MNIST is grey, so CMC's L/ab colour split does not apply (the
+  ``colorsplit`` generator refuses grey images): CMC contrasts two augmentation views (``--cmc-views``).
+- lightly (simclr): its own plain loop -- ``lightly.transforms.SimCLRTransform`` (defaults, 32 px, one-channel
+  normalisation) on PIL images in a DataLoader, ``lightly.models.modules.SimCLRProjectionHead``,
+  ``lightly.loss.NTXentLoss`` (default temperature 0.5).
+- supervised: a plain cross-entropy loop, the encoder plus a linear classifier, on the evaluation views (+ flips).
+
+The budget is CPU time, not wall time: other jobs share this machine's 2 cores and the load changes from minute
+to minute, so wall time would hand methods different amounts of compute. With one torch thread a method's CPU
+time is what its wall time would be on an idle core. Before training, a calibration round (steps of every method
+interleaved, median CPU time per step) converts the budget into a step count per method, so that each run's
+cosine schedule ends where its budget does; the CPU time each run really used is reported next to its budget.
+
+The probe (``multiview.eval.probes.linear_probe``: standardised frozen features, weight-decay search on a
+stratified validation split, L-BFGS) is trained on the first ``--probe-train`` train images and tested on the
+official 10,000-image test split, on the global features (``Features.global_``) of the deterministic evaluation
+view (the image resized to 32 px). Raw pixels go through the same probe (DATA.md: 0.847 on the full 60k split).
+
+    python benchmarks/peer_fashion_mnist.py                         # defaults: ~15-20 min on 2 shared cores
+    python benchmarks/peer_fashion_mnist.py --budget-s 10 --probe-train 2000 --test-limit 2000   # smoke run
+
+Runs with ONE torch thread (OMP_NUM_THREADS=1): with more threads than free cores OpenMP spin-waits (a CMC step
+was measured 36x slower with 2 threads on this busy 2-core machine). Last line: JSON of every figure.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported (see the docstring)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import multiview.encoders as encoders  # noqa: E402
+import multiview.views as views  # noqa: E402
+from multiview.data import iter_samples  # noqa: E402
+from multiview.eval.baselines import raw_features  # noqa: E402
+from multiview.eval.embed import embed_field  # noqa: E402
+from multiview.eval.probes import linear_probe  # noqa: E402
+from multiview.train.loop import Trainer  # noqa: E402
+from multiview.train.recipe import validate_recipe  # noqa: E402
+
+# Fashion-MNIST pixel statistics (train split, values in [0, 1]); every method normalises with them.
+FM_MEAN, FM_STD = 0.2860, 0.3530
+SSL_METHODS = ("amdim", "dim", "cmc", "simclr_lightly")
+ALL_METHODS = (*SSL_METHODS, "supervised")
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def ensure_shards(root: Path, train_limit: int | None) -> Path:
+    """The full shards at ``root`` (built when missing); with ``train_limit``, a sibling folder holding the first
+    ``train_limit`` train images and the full test split (the builder's own ``limit`` would cut the test split)."""
+    from multiview.builders import fashion_mnist
+
+    if not (root / "manifest.json").is_file():
+        print(f"building {root} from the Debian package (about a minute) ...", flush=True)
+        fashion_mnist.build(root)
+    if train_limit is None:
+        return root
+    limited = root.parent / f"{root.name}_train{train_limit}"
+    if not (limited / "manifest.json").is_file():
+        from multiview.builders._common import write
+
+        train = fashion_mnist.load_split("train", limit=train_limit)
+        test = fashion_mnist.load_split("test")
+        write(
+            limited,
+            {"train": fashion_mnist.iter_fashion_samples(train), "test": fashion_mnist.iter_fashion_samples(test)},
+            {"train": len(train["labels"]), "test": len(test["labels"])},
+            builder="fashion_mnist",
+            builder_args={"train_limit": train_limit},
+            extra={"split": f"first {train_limit} of the official train split; the full official test split"},
+            maxcount=10000,
+        )
+    return limited
+
+
+def take(samples, limit: int | None) -> list[dict]:
+    out = []
+    for sample in samples:
+        if limit is not None and len(out) >= limit:
+            break
+        out.append(sample)
+    return out
+
+
+def eval_view_fn():
+    """The deterministic evaluation view of every method: the whole 28 px image resized to 32 px, normalised."""
+    gen = views.create(
+        "amdim", size=32, n_views=1, crop="translate", mean=[FM_MEAN], std=[FM_STD], channels=1
+    ).eval_transform()
+    return lambda sample: gen(sample)["view0"]
+
+
+# ------------------------------------------------------------------------------------------------ methods
+
+
+def encoder_spec(args) -> dict:
+    trunk = {"ndf": args.ndf, "embed_dim": args.embed_dim, "n_depth": args.n_depth}
+    return {"kind": "amdim", "model_name": "amdim_small", "in_chans": 1, "n_rkhs": args.n_rkhs, "trunk_kwargs": trunk}
+
+
+def make_encoder(args) -> nn.Module:
+    spec = dict(encoder_spec(args))
+    return encoders.create(spec.pop("kind"), **spec)
+
+
+def view_spec(kind: str, n_views: int) -> dict:
+    """Our view generators for 28 px grey images -> 32 px views (no saturation/hue/grayscale: one channel)."""
+    norm = {"mean": [FM_MEAN], "std": [FM_STD], "channels": 1}
+    if kind == "amdim":
+        return {"name": "amdim", "size": 32, "n_views": n_views, "scale": [0.3, 1.0], "jitter": [0.4, 0.4, 0.0, 0.0],
+                "gray_p": 0.0, **norm}  # fmt: skip
+    if kind == "simclr":
+        return {"name": "simclr", "size": 32, "n_views": n_views, "gray_p": 0.0, **norm}
+    raise ValueError(f"--cmc-views: expected 'amdim' or 'simclr', got {kind!r}")
+
+
+def objective_spec(method: str, args) -> tuple[dict, int]:
+    """The recipe's objective entry and how many views it needs."""
+    if method == "amdim":
+        return {"name": "amdim", "views": ["view0", "view1"], "tasks": ["1t5", "1t7", "5t5"]}, 2
+    if method == "dim":  # DIM(L): local JSD MI between Y and the 7x7 map, plus prior matching (its own step)
+        return {"name": "dim", "view": "view0", "local": "r7", "global_dim": args.n_rkhs, "local_dim": args.n_rkhs,
+                "critic_dim": 2 * args.n_rkhs, "local_size": 7}, 1  # fmt: skip
+    if method == "cmc":
+        return {"name": "cmc", "views": ["view0", "view1"], "temperature": args.cmc_temperature}, 2
+    raise ValueError(f"no multiview objective for method {method!r}")
+
+
+def recipe_for(method: str, args, shards: Path, run_dir: Path, steps: int):
+    objective, n_views = objective_spec(method, args)
+    view_kind = args.cmc_views if method == "cmc" else "amdim"
+    data = {
+        "name": f"peer_{method}",
+        "data": {"path": str(shards), "split": "train", "keep": ["label"]},
+        "views": view_spec(view_kind, n_views),
+        "encoders": {"image": encoder_spec(args)},
+        "objectives": [objective],
+        "optimizer": {"name": "adam", "lr": args.lr},
+        "schedule": {"name": "cosine", "warmup_steps": min(args.warmup, max(steps // 10, 1))},
+        "train": {"batch_size": args.batch, "steps": steps, "seed": args.seed, "device": "cpu", "threads": 1},
+        "checkpoint": {"every": 0, "keep": 1},
+        "log": {"every": 10, "dir": str(run_dir), "progress": False},
+    }
+    return validate_recipe(data, source=f"<peer benchmark: {method}>")
+
+
+def warmup_cosine(optimizer, steps: int, warmup: int):
+    """The same warm-up + cosine as our recipes, written out for the plain loops."""
+    warmup = min(warmup, max(steps // 10, 1))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min((step - warmup) / max(steps - warmup, 1), 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def cycle(loader):
+    while True:
+        yield from loader
+
+
+@dataclass
+class Run:
+    """One method ready to train: ``step()`` runs one optimiser step (data included); ``encoder`` is probed."""
+
+    step: Callable[[], None]
+    encoder: nn.Module
+    fit: Callable[[], None] | None = None  # the whole run (ours: Trainer.fit); default: step() repeated
+    extra: dict = field(default_factory=dict)
+
+
+class Context:
+    def __init__(self, args, shards: Path, run_dir: Path, train_images: list[torch.Tensor], eval_view):
+        self.args, self.shards, self.run_dir = args, shards, run_dir
+        self.train_images, self.eval_view = train_images, eval_view
+        self._pil = None
+        self.labelled_train: list[dict] = []
+
+    def pil_images(self):
+        if self._pil is None:
+            from torchvision.transforms.functional import to_pil_image
+
+            self._pil = [to_pil_image(img) for img in self.train_images]
+        return self._pil
+
+
+def build_ours(method: str, ctx: Context, steps: int, tag: str) -> Run:
+    recipe = recipe_for(method, ctx.args, ctx.shards, ctx.run_dir / tag, steps)
+    trainer = Trainer(recipe)
+    batches = trainer._batches()
+
+    def step() -> None:  # one optimiser step as fit() runs it (for the calibration round only)
+        trainer._micro_step(next(batches))
+        trainer.scheduler.step()
+
+    def fit() -> None:
+        summary = trainer.fit()
+        run.extra["last_loss"] = summary.last_metrics.get("loss")
+
+    run = Run(step, trainer.core.encoders["image"], fit)
+    return run
+
+
+def build_simclr_lightly(ctx: Context, steps: int, tag: str) -> Run:
+    """lightly's SimCLR with its own transforms, projection head and loss in a plain loop."""
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+    from lightly.transforms import SimCLRTransform
+
+    args = ctx.args
+    torch.manual_seed(args.seed)
+    transform = SimCLRTransform(input_size=32, normalize={"mean": [FM_MEAN], "std": [FM_STD]})
+    images = ctx.pil_images()
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, i):
+            return transform(images[i])
+
+    loader = torch.utils.data.DataLoader(
+        Pairs(), batch_size=args.batch, shuffle=True, drop_last=True, num_workers=0,
+        generator=torch.Generator().manual_seed(args.seed),
+    )  # fmt: skip
+    encoder = make_encoder(args)
+    head = SimCLRProjectionHead(args.n_rkhs, args.n_rkhs, 128)
+    criterion = NTXentLoss(temperature=args.simclr_temperature)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=args.lr)
+    scheduler = warmup_cosine(optimizer, steps, args.warmup)
+    batches = cycle(loader)
+    encoder.train()
+
+    def step() -> None:
+        x0, x1 = next(batches)
+        z0, z1 = head(encoder(x0).global_), head(encoder(x1).global_)  # views one by one: BN stats per view
+        loss = criterion(z0, z1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+    return Run(step, encoder)
+
+
+def build_supervised(ctx: Context, steps: int, tag: str) -> Run:
+    """The encoder plus a linear classifier, cross-entropy on the evaluation views with random flips."""
+    args = ctx.args
+    torch.manual_seed(args.seed)
+    samples = ctx.labelled_train
+    encoder = make_encoder(args)
+    classifier = nn.Linear(args.n_rkhs, 10)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *classifier.parameters()], lr=args.lr)
+    scheduler = warmup_cosine(optimizer, steps, args.warmup)
+    generator = torch.Generator().manual_seed(args.seed)
+    order = iter(())
+    encoder.train()
+
+    def next_batch() -> list[int]:
+        nonlocal order
+        idx = [i for _, i in zip(range(args.batch), order)]
+        if len(idx) < args.batch:  # a new epoch (the incomplete tail is dropped, as in the other loops)
+            order = iter(torch.randperm(len(samples), generator=generator).tolist())
+            idx = [i for _, i in zip(range(args.batch), order)]
+        return idx
+
+    def step() -> None:
+        idx = next_batch()
+        x = torch.stack([ctx.eval_view(samples[i]) for i in idx])
+        y = torch.tensor([samples[i]["label"] for i in idx])
+        flip = torch.rand(len(idx), generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        loss = F.cross_entropy(classifier(encoder(x).global_), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+    return Run(step, encoder)
+
+
+def build(method: str, ctx: Context, steps: int, tag: str) -> Run:
+    if method == "simclr_lightly":
+        return build_simclr_lightly(ctx, steps, tag)
+    if method == "supervised":
+        return build_supervised(ctx, steps, tag)
+    return build_ours(method, ctx, steps, tag)
+
+
+# ------------------------------------------------------------------------------------------------ budget
+
+
+def calibrate(methods: list[str], ctx: Context, warm: int, measured: int) -> dict[str, float]:
+    """Median CPU seconds per optimiser step of every method; steps of the methods interleaved round-robin so a
+    change of machine load hits them alike (a throw-away model per method: the real runs start fresh)."""
+    runs = {m: build(m, ctx, 10**6, f"calibrate_{m}") for m in methods}
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for i in range(warm + measured):
+        for m in methods if i % 2 == 0 else methods[::-1]:
+            start = time.process_time()
+            runs[m].step()
+            if i >= warm:
+                times[m].append(time.process_time() - start)
+    return {m: statistics.median(t) for m, t in times.items()}
+
+
+def train(method: str, ctx: Context, steps: int) -> tuple[Run, dict]:
+    load_before = os.getloadavg()[0]
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    run = build(method, ctx, steps, method)
+    if run.fit is not None:
+        run.fit()
+    else:
+        for _ in range(steps):
+            run.step()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    stats = {"steps": steps, "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
+             "samples_seen": steps * ctx.args.batch, "load_avg_1min": [round(load_before, 2),
+             round(os.getloadavg()[0], 2)], **run.extra}  # fmt: skip
+    return run, stats
+
+
+# ------------------------------------------------------------------------------------------------ probe
+
+
+def probe(encoder: nn.Module, ctx: Context, train_samples, test_samples) -> dict:
+    encoder.eval()
+    tr = embed_field(train_samples, encoder, ctx.eval_view, "image", batch_size=256)
+    te = embed_field(test_samples, encoder, ctx.eval_view, "image", batch_size=256)
+    result = linear_probe(tr.embeddings, tr.labels, te.embeddings, te.labels)
+    return {"linear_top1": round(result.top1, 4), "weight_decay": result.weight_decay, "dim": result.dim}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shards", default="shards/fashion_mnist", help="Fashion-MNIST shards (built when missing)")
+    parser.add_argument("--train-limit", type=int, default=None, help="pretrain on the first N train images only")
+    parser.add_argument("--probe-train", type=int, default=10000, help="train images for the linear probe (0: all)")
+    parser.add_argument("--test-limit", type=int, default=None, help="probe on the first N test images (default all)")
+    parser.add_argument("--budget-s", type=float, default=45.0, help="training CPU seconds (1 thread) per method")
+    parser.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma list of {', '.join(ALL_METHODS)}")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=20, help="warm-up steps (at most a tenth of a run)")
+    parser.add_argument("--ndf", type=int, default=16, help="AMDIM trunk base width (shared by every method)")
+    parser.add_argument("--embed-dim", type=int, default=256, help="AMDIM trunk output width")
+    parser.add_argument("--n-depth", type=int, default=1, help="extra 1x1 blocks per trunk stage")
+    parser.add_argument("--n-rkhs", type=int, default=128, help="feature dim D of the encoder outputs")
+    parser.add_argument("--cmc-views", default="amdim", choices=("amdim", "simclr"), help="our view generator for CMC")
+    parser.add_argument("--cmc-temperature", type=float, default=0.1)
+    parser.add_argument("--simclr-temperature", type=float, default=0.5, help="lightly NTXentLoss (its default 0.5)")
+    parser.add_argument("--calib-warm", type=int, default=2)
+    parser.add_argument("--calib-steps", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-dir", default=None, help="where our runs go (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(ALL_METHODS))
+    if unknown or not methods:
+        parser.error(f"--methods: unknown {unknown}; expected a comma list of {', '.join(ALL_METHODS)}")
+    torch.set_num_threads(1)
+    print(f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); "
+          f"cores: {os.cpu_count()}; load average at start: {os.getloadavg()}", flush=True)  # fmt: skip
+    t_start = time.perf_counter()
+    loads = [os.getloadavg()[0]]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(args.run_dir) if args.run_dir else Path(tmp)
+        shards = ensure_shards(Path(args.shards), args.train_limit)
+        eval_view = eval_view_fn()
+        probe_limit = args.probe_train or None
+        train_samples = list(iter_samples(shards, "train", fields=["image", "label"]))
+        probe_train = train_samples[:probe_limit] if probe_limit else train_samples
+        test_samples = take(iter_samples(shards, "test", fields=["image", "label"]), args.test_limit)
+        ctx = Context(args, shards, run_dir, [s["image"] for s in train_samples], eval_view)
+        ctx.labelled_train = train_samples
+        print(f"data: {len(train_samples)} pretraining images, probe {len(probe_train)} train / "
+              f"{len(test_samples)} test (official test split)", flush=True)  # fmt: skip
+
+        results: dict[str, dict] = {}
+        start = time.process_time()
+        xtr, xte = raw_features(probe_train, test_samples, "image")
+        raw = linear_probe(xtr, [s["label"] for s in probe_train], xte, [s["label"] for s in test_samples])
+        results["raw_pixels"] = {"linear_top1": round(raw.top1, 4), "weight_decay": raw.weight_decay,
+                                 "dim": raw.dim, "probe_cpu_s": round(time.process_time() - start, 1)}  # fmt: skip
+        print(f"raw pixels: linear top-1 {raw.top1:.4f}", flush=True)
+
+        per_step = calibrate(methods, ctx, args.calib_warm, args.calib_steps)
+        loads.append(os.getloadavg()[0])
+        steps = {m: max(1, int(args.budget_s / per_step[m])) for m in methods}
+        print("calibration (median CPU s/step): " + ", ".join(f"{m} {per_step[m]:.3f} -> {steps[m]} steps"
+              for m in methods), flush=True)  # fmt: skip
+
+        for m in methods:
+            run, stats = train(m, ctx, steps[m])
+            start = time.process_time()
+            stats.update(probe(run.encoder, ctx, probe_train, test_samples))
+            stats["probe_cpu_s"] = round(time.process_time() - start, 1)
+            stats["calib_cpu_s_per_step"] = round(per_step[m], 4)
+            stats["samples_per_cpu_s"] = round(stats["samples_seen"] / max(stats["cpu_s"], 1e-9), 1)
+            results[m] = stats
+            loads.append(os.getloadavg()[0])
+            print(f"{m}: {stats['steps']} steps in {stats['cpu_s']} CPU s ({stats['wall_s']} s wall), "
+                  f"linear top-1 {stats['linear_top1']:.4f}", flush=True)  # fmt: skip
+
+    ours = [m for m in ("amdim", "dim", "cmc") if m in results]
+    summary = {
+        "budget_cpu_s_per_method": args.budget_s,
+        "threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),
+        "load_avg_1min_seen": [round(v, 2) for v in loads],
+        "batch": args.batch,
+        "lr": args.lr,
+        "encoder": encoder_spec(args),
+        "cmc_views": args.cmc_views,
+        "pretrain_images": len(train_samples),
+        "probe_train": len(probe_train),
+        "probe_test": len(test_samples),
+        "methods": results,
+        "total_wall_s": round(time.perf_counter() - t_start, 1),
+    }
+    if ours:
+        best = max(ours, key=lambda m: results[m]["linear_top1"])
+        summary["best_ours"] = best
+        summary["best_ours_top1"] = results[best]["linear_top1"]
+        summary["goal_0.90_met"] = results[best]["linear_top1"] >= 0.90
+        if "simclr_lightly" in results:
+            lightly_top1 = results["simclr_lightly"]["linear_top1"]
+            summary["lightly_simclr_top1"] = lightly_top1
+            summary["ratio_best_ours_over_lightly"] = round(results[best]["linear_top1"] / lightly_top1, 4)
+            summary["best_ours_above_lightly"] = results[best]["linear_top1"] > lightly_top1
+    print_table(summary)
+    print(json.dumps(summary))
+    return summary
+
+
+def print_table(summary: dict) -> None:
+    print()
+    print(f"Fashion-MNIST linear probe ({summary['probe_train']} train / {summary['probe_test']} test), "
+          f"budget {summary['budget_cpu_s_per_method']} CPU s per method, 1 thread, batch {summary['batch']}")  # fmt: skip
+    print(f"{'method':<16}{'linear top-1':>13}{'steps':>8}{'CPU s':>8}{'wall s':>8}{'samples/CPU s':>15}")
+    for name, r in summary["methods"].items():
+        print(f"{name:<16}{r['linear_top1']:>13.4f}{r.get('steps', '-'):>8}{r.get('cpu_s', '-'):>8}"
+              f"{r.get('wall_s', '-'):>8}{r.get('samples_per_cpu_s', '-'):>15}")  # fmt: skip
+    if "ratio_best_ours_over_lightly" in summary:
+        print(f"best of ours: {summary['best_ours']} {summary['best_ours_top1']:.4f}; lightly SimCLR "
+              f"{summary['lightly_simclr_top1']:.4f}; ratio {summary['ratio_best_ours_over_lightly']:.4f}")  # fmt: skip
+    print(f"load average (1 min) seen: {summary['load_avg_1min_seen']}")
+
+
+if __name__ == "__main__":
+    main()
