@@ -89,7 +89,7 @@ def _add_retrieval(sub) -> None:
         "--chunk-size",
         type=int,
         default=None,
-        help="query rows per similarity block (default: sized to 16M scores per block)",
+        help="query rows per similarity block (default: sized to 4M scores per block)",
     )
     p.add_argument("--cca-components", type=int, default=10, help="CCA components of the baseline (default: 10)")
     p.add_argument("--grid-queries", type=int, default=6, help="queries shown in each retrieval grid (default: 6)")
