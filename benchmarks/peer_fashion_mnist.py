@@ -78,6 +78,15 @@ def ensure_shards(root: Path, train_limit: int | None) -> Path:
     if not (root / "manifest.json").is_file():
         print(f"building {root} from the Debian package (about a minute) ...", flush=True)
         fashion_mnist.build(root)
+    counts = split_counts(root)
+    if counts != fashion_mnist.SIZES:
+        # Someone's smoke-test shards (datasets/fashion_mnist.py --limit N) at the shared path: leave them alone
+        # and use (or build) a full copy next to them.
+        full = root.parent / f"{root.name}_full"
+        print(f"{root} holds {counts}, not the full split {fashion_mnist.SIZES}: using {full}", flush=True)
+        if not (full / "manifest.json").is_file() or split_counts(full) != fashion_mnist.SIZES:
+            fashion_mnist.build(full)
+        root = full
     if train_limit is None:
         return root
     limited = root.parent / f"{root.name}_train{train_limit}"
@@ -96,6 +105,11 @@ def ensure_shards(root: Path, train_limit: int | None) -> Path:
             maxcount=10000,
         )
     return limited
+
+
+def split_counts(root: Path) -> dict[str, int]:
+    manifest = json.loads((root / "manifest.json").read_text())
+    return {name: int(entry["count"]) for name, entry in manifest["splits"].items()}
 
 
 def take(samples, limit: int | None) -> list[dict]:
