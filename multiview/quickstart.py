@@ -52,15 +52,22 @@ def loss_curve_png(metrics_path: Path, out: Path) -> Path:
     return out
 
 
-def summary_rows(retrieval: dict, linear: dict) -> list[tuple[str, str, str, str]]:
-    """(what, ours, baseline, baseline name) rows for the terminal: R@1 per direction, linear top-1 per field."""
+def pivot(rows: list[dict], metric: str, level: str | None = None) -> dict[str, dict[str, float]]:
+    """Long-format report rows -> ``{subject: {method: value}}`` for one metric (and level)."""
+    table: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row["metric"] == metric and (level is None or row["level"] == level):
+            table.setdefault(row["subject"], {})[row["method"]] = row["value"]
+    return table
+
+
+def summary_rows(retrieval: dict, linear: dict) -> list[tuple[str, float | None, float | None, str]]:
+    """(what, ours, baseline, baseline name) rows: instance R@1 per direction, linear top-1 per field."""
     rows = []
-    for row in retrieval["rows"]:
-        if row.get("metric") == "R@1" and row.get("level") == "instance":
-            rows.append((f"R@1 {row['subject']}", row.get("learned"), row.get("cca"), "CCA"))
-    for row in linear["rows"]:
-        if row.get("metric") == "top1":
-            rows.append((f"linear top-1 {row['subject']}", row.get("learned"), row.get("raw"), "raw"))
+    for subject, values in pivot(retrieval["rows"], "R@1", "instance").items():
+        rows.append((f"R@1 {subject}", values.get("learned"), values.get("cca"), "CCA"))
+    for subject, values in pivot(linear["rows"], "top1").items():
+        rows.append((f"linear top-1 {subject}", values.get("learned"), values.get("raw"), "raw"))
     return rows
 
 
