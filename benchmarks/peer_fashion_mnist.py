@@ -55,8 +55,9 @@ from torch import nn  # noqa: E402
 import multiview.encoders as encoders  # noqa: E402
 import multiview.views as views  # noqa: E402
 from multiview.data import iter_samples  # noqa: E402
+from multiview.encoders.features import Features  # noqa: E402
 from multiview.eval.baselines import raw_features  # noqa: E402
-from multiview.eval.embed import embed_field  # noqa: E402
+from multiview.eval.embed import embed_samples  # noqa: E402
 from multiview.eval.probes import linear_probe  # noqa: E402
 from multiview.train.loop import Trainer  # noqa: E402
 from multiview.train.recipe import validate_recipe  # noqa: E402
@@ -364,12 +365,34 @@ def train(method: str, ctx: Context, steps: int) -> tuple[Run, dict]:
 # ------------------------------------------------------------------------------------------------ probe
 
 
+class TrunkFeatures(nn.Module):
+    """The encoder's trunk output (pooled r1, ``[B, embed_dim]``, before the r1 head) as ``Features.global_``:
+    the layer every method shares before its objective-specific head (SimCLR's probe layer; CMC's and AMDIM's
+    ``global_`` is their contrastive embedding itself)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> Features:
+        return Features(self.encoder.trunk(x))
+
+
 def probe(encoder: nn.Module, ctx: Context, train_samples, test_samples) -> dict:
+    """Linear probe on ``Features.global_`` (the headline) and on the trunk's pooled output (``*_trunk``)."""
     encoder.eval()
-    tr = embed_field(train_samples, encoder, ctx.eval_view, "image", batch_size=256)
-    te = embed_field(test_samples, encoder, ctx.eval_view, "image", batch_size=256)
-    result = linear_probe(tr.embeddings, tr.labels, te.embeddings, te.labels)
-    return {"linear_top1": round(result.top1, 4), "weight_decay": result.weight_decay, "dim": result.dim}
+    fields = {"global": (encoder, ctx.eval_view)}
+    if "trunk" in ctx.args.probe_layers:
+        fields["trunk"] = (TrunkFeatures(encoder), ctx.eval_view)
+    tr = embed_samples(train_samples, fields, batch_size=256)
+    te = embed_samples(test_samples, fields, batch_size=256)
+    out = {}
+    for name in fields:
+        result = linear_probe(tr[name].embeddings, tr[name].labels, te[name].embeddings, te[name].labels)
+        suffix = "" if name == "global" else f"_{name}"
+        out.update({f"linear_top1{suffix}": round(result.top1, 4), f"weight_decay{suffix}": result.weight_decay,
+                    f"dim{suffix}": result.dim})  # fmt: skip
+    return out
 
 
 def main(argv=None) -> dict:
@@ -390,6 +413,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--cmc-views", default="amdim", choices=("amdim", "simclr"), help="our view generator for CMC")
     parser.add_argument("--cmc-temperature", type=float, default=0.1)
     parser.add_argument("--simclr-temperature", type=float, default=0.5, help="lightly NTXentLoss (its default 0.5)")
+    parser.add_argument("--probe-layers", default="global,trunk", help="global (Features.global_) and/or trunk")
+    parser.add_argument("--no-random-init", dest="random_init", action="store_false", help="skip the untrained row")
     parser.add_argument("--calib-warm", type=int, default=2)
     parser.add_argument("--calib-steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -432,6 +457,12 @@ def main(argv=None) -> dict:
         print("calibration (median CPU s/step): " + ", ".join(f"{m} {per_step[m]:.3f} -> {steps[m]} steps"
               for m in methods), flush=True)  # fmt: skip
 
+        if args.random_init:  # the untrained encoder: what training adds on top of the architecture
+            torch.manual_seed(args.seed)
+            start = time.process_time()
+            results["random_init"] = probe(make_encoder(args), ctx, probe_train, test_samples)
+            results["random_init"]["probe_cpu_s"] = round(time.process_time() - start, 1)
+            print(f"random init: linear top-1 {results['random_init']['linear_top1']:.4f}", flush=True)
         for m in methods:
             run, stats = train(m, ctx, steps[m])
             start = time.process_time()
@@ -460,16 +491,19 @@ def main(argv=None) -> dict:
         "methods": results,
         "total_wall_s": round(time.perf_counter() - t_start, 1),
     }
-    if ours:
-        best = max(ours, key=lambda m: results[m]["linear_top1"])
-        summary["best_ours"] = best
-        summary["best_ours_top1"] = results[best]["linear_top1"]
-        summary["goal_0.90_met"] = results[best]["linear_top1"] >= 0.90
-        if "simclr_lightly" in results:
-            lightly_top1 = results["simclr_lightly"]["linear_top1"]
-            summary["lightly_simclr_top1"] = lightly_top1
-            summary["ratio_best_ours_over_lightly"] = round(results[best]["linear_top1"] / lightly_top1, 4)
-            summary["best_ours_above_lightly"] = results[best]["linear_top1"] > lightly_top1
+    for key, suffix in (("linear_top1", ""), ("linear_top1_trunk", "_trunk")):
+        scored = [m for m in ours if key in results[m]]
+        if not scored:
+            continue
+        best = max(scored, key=lambda m: results[m][key])
+        summary[f"best_ours{suffix}"] = best
+        summary[f"best_ours_top1{suffix}"] = results[best][key]
+        summary[f"goal_0.90_met{suffix}"] = results[best][key] >= 0.90
+        if key in results.get("simclr_lightly", {}):
+            lightly_top1 = results["simclr_lightly"][key]
+            summary[f"lightly_simclr_top1{suffix}"] = lightly_top1
+            summary[f"ratio_best_ours_over_lightly{suffix}"] = round(results[best][key] / lightly_top1, 4)
+            summary[f"best_ours_above_lightly{suffix}"] = results[best][key] > lightly_top1
     print_table(summary)
     print(json.dumps(summary))
     return summary
@@ -479,13 +513,17 @@ def print_table(summary: dict) -> None:
     print()
     print(f"Fashion-MNIST linear probe ({summary['probe_train']} train / {summary['probe_test']} test), "
           f"budget {summary['budget_cpu_s_per_method']} CPU s per method, 1 thread, batch {summary['batch']}")  # fmt: skip
-    print(f"{'method':<16}{'linear top-1':>13}{'steps':>8}{'CPU s':>8}{'wall s':>8}{'samples/CPU s':>15}")
+    print(f"{'method':<16}{'linear (global)':>16}{'linear (trunk)':>15}{'steps':>7}{'CPU s':>8}{'wall s':>8}"
+          f"{'samples/CPU s':>15}")  # fmt: skip
     for name, r in summary["methods"].items():
-        print(f"{name:<16}{r['linear_top1']:>13.4f}{r.get('steps', '-'):>8}{r.get('cpu_s', '-'):>8}"
+        trunk = f"{r['linear_top1_trunk']:.4f}" if "linear_top1_trunk" in r else "-"
+        print(f"{name:<16}{r['linear_top1']:>16.4f}{trunk:>15}{r.get('steps', '-'):>7}{r.get('cpu_s', '-'):>8}"
               f"{r.get('wall_s', '-'):>8}{r.get('samples_per_cpu_s', '-'):>15}")  # fmt: skip
-    if "ratio_best_ours_over_lightly" in summary:
-        print(f"best of ours: {summary['best_ours']} {summary['best_ours_top1']:.4f}; lightly SimCLR "
-              f"{summary['lightly_simclr_top1']:.4f}; ratio {summary['ratio_best_ours_over_lightly']:.4f}")  # fmt: skip
+    for suffix, layer in (("", "global"), ("_trunk", "trunk")):
+        if f"ratio_best_ours_over_lightly{suffix}" in summary:
+            print(f"[{layer}] best of ours: {summary['best_ours' + suffix]} {summary['best_ours_top1' + suffix]:.4f}; "
+                  f"lightly SimCLR {summary['lightly_simclr_top1' + suffix]:.4f}; "
+                  f"ratio {summary['ratio_best_ours_over_lightly' + suffix]:.4f}")  # fmt: skip
     print(f"load average (1 min) seen: {summary['load_avg_1min_seen']}")
 
 
