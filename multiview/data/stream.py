@@ -197,7 +197,8 @@ class ShardStream(IterableDataset):
             Each DataLoader worker keeps its own cache, and workers are re-created each epoch, so the cache
             pays off with ``num_workers=0``.
 
-    Every item carries ``__pad__`` (bool). ``len(stream)`` is the number of items (batches) per rank per epoch.
+    Every item carries ``__pad__`` (bool) and ``__index__`` (int, the sample's position in the split: a stable
+    per-sample id for memory banks, e.g. CMC's ``index_key: __index__``). ``len(stream)`` is the number of items (batches) per rank per epoch.
 
     Examples:
         >>> stream = ShardStream("shards/mfeat", "train", batch_size=64, seed=0)  # doctest: +SKIP
@@ -304,7 +305,7 @@ class ShardStream(IterableDataset):
         return n // per_step if self.tail == "drop" else -(-n // per_step)
 
     # ----------------------------------------------------------------------------------------- iteration
-    def _item(self, sample: dict[str, Any], pad: bool) -> dict[str, Any]:
+    def _item(self, sample: dict[str, Any], pad: bool, index: int) -> dict[str, Any]:
         if self.map_fn is None:
             item = dict(sample)
         else:
@@ -315,6 +316,7 @@ class ShardStream(IterableDataset):
                     raise ValueError(f"keep names {key!r}, which the decoded sample lacks (it has {sorted(sample)})")
                 item[key] = sample[key]
         item["__pad__"] = bool(pad)
+        item["__index__"] = index  # position in the split, in [0, count): memory banks key their rows by it
         return item
 
     def _read(self, policy: ErrorPolicy, shard: int, j: int) -> dict[str, Any] | None:
@@ -332,7 +334,7 @@ class ShardStream(IterableDataset):
         for g, pad in zip(refs.tolist(), pads.tolist()):
             shard = int(np.searchsorted(offsets, g, side="right") - 1)
             sample = self._read(policy, shard, g - int(offsets[shard]))
-            items.append(None if sample is None else self._item(sample, pad))
+            items.append(None if sample is None else self._item(sample, pad, g))
         good = [item for item in items if item is not None]
         if not good:
             where = f"{self.root} split {self.split!r}, epoch {self.epoch}"

@@ -249,3 +249,15 @@ def test_fast_npy_decode_matches_numpy():
         decoded = decode_npy(buf.getvalue())
         assert decoded.shape == arr.shape and np.array_equal(decoded.numpy(), arr)
         assert (_fast_npy(buf.getvalue()) is None) == bool(arr.ndim > 1 and np.isfortran(arr))
+
+
+def test_items_carry_their_index_in_the_split(toy):
+    root = toy(n=23, maxcount=7)
+    stream = ShardStream(root, "train", batch_size=5, seed=4, tail="pad")
+    seen = {}
+    for batch in make_loader(stream):
+        for key, index, pad in zip(batch["__key__"], batch["__index__"].tolist(), batch["__pad__"].tolist()):
+            if not pad:
+                seen[key] = index
+    assert sorted(seen.values()) == list(range(23))
+    assert all(seen[f"s{i:03d}"] == i for i in range(23))  # write order: shard 0 holds 0..6, shard 1 7..13, ...
