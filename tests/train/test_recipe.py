@@ -127,3 +127,14 @@ def test_override_into_a_list_by_index(tmp_path):
     assert recipe.objectives[0].args == {"temperature": 0.4}
     message = error_of(path, ["objectives.2.weight=1"])
     assert "objectives is a list of 1; '2' is not an index" in message
+
+
+def test_cli_overrides_after_options(capsys):
+    from multiview.cli import main
+
+    assert main(["pretrain", "tiny_cmc", "--dry-run", "train.steps=3", "optimizer.lr=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "steps: 3" in out and "lr: 0.5" in out
+    with pytest.raises(SystemExit):
+        main(["pretrain", "tiny_cmc", "--dry-run", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
