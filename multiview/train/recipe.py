@@ -27,6 +27,7 @@ from multiview.train.recipe_io import (
     Origins,
     RecipeError,
     apply_overrides,
+    deep_merge,
     load_recipe_dict,
 )
 
@@ -262,7 +263,7 @@ def _normalise_components(data: dict) -> dict:
         args = spec.pop("args", {})
         if not isinstance(args, dict):
             return {**head, "args": args, **spec}  # validation reports the bad args
-        return {**head, "args": {**spec, **args}}
+        return {**head, "args": deep_merge(spec, args)}
 
     if "views" in data:
         data["views"] = split(data["views"], "name")
