@@ -34,9 +34,7 @@ def recipe_dict(shards: Path, run_dir: Path, batch: int, width: int) -> dict:
         "name": "overhead",
         "data": {"path": str(shards), "split": "train", "keep": ["label"]},
         "views": {"name": "fields", "fields": {v: {"name": "vector", "noise": 0.1} for v in VIEWS}},
-        "encoders": {
-            v: {"kind": "mlp", "in_dim": DIMS[v], "hidden": [width, width], "out_dim": 128} for v in VIEWS
-        },
+        "encoders": {v: {"kind": "mlp", "in_dim": DIMS[v], "hidden": [width, width], "out_dim": 128} for v in VIEWS},
         "objectives": [{"name": "cmc", "views": list(VIEWS), "mode": "full", "temperature": 0.1}],
         "optimizer": {"name": "adam", "lr": 1e-3},
         "schedule": {"name": "cosine", "warmup_steps": 10},
