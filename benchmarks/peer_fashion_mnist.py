@@ -25,7 +25,7 @@ stratified validation split, L-BFGS) is trained on the first ``--probe-train`` t
 official 10,000-image test split, on the global features (``Features.global_``) of the deterministic evaluation
 view (the image resized to 32 px). Raw pixels go through the same probe (DATA.md: 0.847 on the full 60k split).
 
-    python benchmarks/peer_fashion_mnist.py     # defaults: 27 min wall at load average 7-12 on 2 cores (~8 CPU-min)
+    python benchmarks/peer_fashion_mnist.py     # defaults: 14 min wall at load average 2-6 on 2 shared cores
     python benchmarks/peer_fashion_mnist.py --budget-s 10 --probe-train 2000 --test-limit 2000   # smoke run
 
 Runs with ONE torch thread (OMP_NUM_THREADS=1): with more threads than free cores OpenMP spin-waits (a CMC step
