@@ -139,6 +139,7 @@ class Trainer:
         optimizer = build_optimizer(main_params, self.recipe.optimizer)
         self.aux_steps = self.model.auxiliary_steps()
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        self._core = None
         self.aux_optimizers = {
             name: torch.optim.Adam(step.module.parameters(), lr=step.lr, betas=tuple(step.betas))
             for name, step in self.aux_steps
@@ -146,18 +147,23 @@ class Trainer:
 
     @property
     def core(self):
-        return self.accelerator.unwrap_model(self.model)
+        if self._core is None:
+            self._core = self.accelerator.unwrap_model(self.model)
+        return self._core
 
     # ------------------------------------------------------------------ steps
 
     def _check_finite(self, losses: Mapping[str, torch.Tensor], step: int) -> None:
-        bad = [name for name, loss in losses.items() if not torch.isfinite(loss.detach()).all()]
-        flag = torch.tensor([float(bool(bad))], device=self.accelerator.device)
-        if self.accelerator.num_processes > 1:
-            flag = self.accelerator.reduce(flag, reduction="sum")
-        if flag.item() > 0:
+        # one host sync per step: every loss in one tensor, names worked out only when something is wrong
+        finite = torch.isfinite(torch.stack([loss.detach().float() for loss in losses.values()])).all()
+        if self.accelerator.num_processes > 1:  # every process must stop together, or the others hang
+            finite = (
+                self.accelerator.reduce(finite.float().reshape(1), reduction="sum") == self.accelerator.num_processes
+            )
+        if not bool(finite):
+            bad = [name for name, loss in losses.items() if not torch.isfinite(loss.detach()).all()]
             values = {name: to_number(loss) for name, loss in losses.items()}
-            culprit = ", ".join(bad) or "(another process)"
+            culprit = ", ".join(bad) or "(on another process)"
             raise TrainingDiverged(
                 f"non-finite loss at step {step}: objective {culprit} (losses: {values}); the last good checkpoint "
                 f"is {self.checkpoints.latest()} -- lower the learning rate, enable train.grad_clip or check the data"

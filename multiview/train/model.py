@@ -82,8 +82,16 @@ class MultiViewModel(nn.Module):
 
     def after_step(self, output: StepOutput, batch: Mapping) -> None:
         """Let objectives update non-learned state (memory banks) after the optimiser step."""
-        detached = {name: f.detach() for name, f in output.features.items()}
-        for objective in self.objectives.values():
-            hook = getattr(objective, "after_step", None)
-            if hook is not None:
+        hooks = [objective.after_step for objective in self.objectives.values() if _has_after_step(objective)]
+        if hooks:
+            detached = {name: f.detach() for name, f in output.features.items()}
+            for hook in hooks:
                 hook(detached, batch)
+
+
+def _has_after_step(objective: nn.Module) -> bool:
+    """Whether an objective overrides the no-op ``Objective.after_step`` (or defines one of its own)."""
+    from multiview.objectives.base import Objective
+
+    hook = getattr(type(objective), "after_step", None)
+    return hook is not None and hook is not Objective.after_step
