@@ -122,7 +122,7 @@ def test_map_fn_gets_a_per_key_epoch_generator_and_kept_fields_survive(toy):
         stream.set_epoch(epoch)
         out = {}
         for b in make_loader(stream, num_workers=workers):
-            assert set(b) == {"view0", "noise", "__key__", "label", "__pad__"}
+            assert set(b) == {"view0", "noise", "__key__", "label", "__pad__", "__index__"}
             assert b["view0"].shape == (3, 3, 6, 5) and b["label"].dtype == torch.int64
             out.update(zip(b["__key__"], b["noise"][:, 0].tolist()))
         return out
