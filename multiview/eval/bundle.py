@@ -22,11 +22,25 @@ class EvalBundle:
         transforms: ``{field: transform}``; ``transform(sample) -> Tensor`` turns a decoded sample (a dict, see
             docs/architecture.md section 1) into one encoder input (no batch axis), deterministically.
         recipe: the resolved recipe the checkpoint was trained with (recorded in reports).
+        pair_heads: ``{(a, b): head}``: ``head(x [B, D]) -> [B, E]`` maps field a's encoder output into the space
+            it shares with field b (CMC with ``pair_heads``); retrieval between a and b compares there.
     """
 
     encoders: dict[str, nn.Module]
     transforms: dict[str, Callable[[dict], torch.Tensor]]
     recipe: dict = field(default_factory=dict)
+    pair_heads: dict[tuple[str, str], nn.Module] = field(default_factory=dict)
+
+    def has_pair_heads(self, a: str, b: str) -> bool:
+        """Whether fields a and b are compared through pair heads (both directions must be present)."""
+        return (a, b) in self.pair_heads and (b, a) in self.pair_heads
+
+    def project_pair(self, a: str, b: str, xa: torch.Tensor, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xa [N, D]``, ``xb [M, D]`` (encoder outputs of fields a, b) -> the pair's space ``([N, E], [M, E])``;
+        unchanged when the pair has no heads."""
+        if not self.has_pair_heads(a, b):
+            return xa, xb
+        return _apply_head(self.pair_heads[(a, b)], xa), _apply_head(self.pair_heads[(b, a)], xb)
 
     def check_field(self, name: str) -> None:
         """Raise ValueError when ``name`` has no encoder or no transform."""
@@ -38,6 +52,13 @@ class EvalBundle:
                 f"the checkpoint has no {' or '.join(missing)} for field {name!r}; "
                 f"fields with encoders: {sorted(self.encoders)}, with transforms: {sorted(self.transforms)}"
             )
+
+
+def _apply_head(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``head(x)`` on the head's device, returned as float32 on CPU like the embeddings."""
+    device = next(iter(head.parameters()), torch.empty(0)).device
+    with torch.inference_mode():
+        return head.eval()(x.to(device)).float().cpu()
 
 
 def load_bundle(checkpoint: str) -> EvalBundle:

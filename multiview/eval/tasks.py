@@ -239,7 +239,8 @@ def run_retrieval(
     if methods.learned:
         emb = embed_learned(bundle, samples_fn(split), used, label_field, batch_size, device)
         labels = emb[used[0]].labels
-        spaces["learned"] = {(a, b): (emb[a].embeddings, emb[b].embeddings) for a, b in pairs}
+        # Pair heads (CMC pair_heads) put the two fields in the space trained for that pair; else encoder outputs.
+        spaces["learned"] = {(a, b): bundle.project_pair(a, b, emb[a].embeddings, emb[b].embeddings) for a, b in pairs}
         maps = {f: emb[f] for f in used}
     if methods.baseline:
         raw = embed_raw(samples_fn, used, train_split, [train_split, split], label_field)
@@ -290,6 +291,7 @@ def run_retrieval(
             "ks": list(ks),
             "train_split": train_split,
             "baseline": "cca" if methods.baseline else None,
+            "pair_heads": [f"{a}<->{b}" for a, b in pairs if bundle is not None and bundle.has_pair_heads(a, b)],
             "cca_components": cca_components,
             "n_test": n,
             "similarity": "cosine",

@@ -7,6 +7,13 @@ memory bank per view (``negatives="bank"``: K negatives drawn uniformly, slot 0 
 ``P_k = exp(s_k / tau) / Z``, Z set once on the first batch and then frozen, or a softmax over the K + 1 logits).
 The bank is a detached buffer, updated AFTER scoring in :meth:`CMC.after_step`:
 ``bank[y] <- normalise(m * bank[y] + (1 - m) * z)`` with m = 0.5, from the features and indices of EVERY process.
+
+Pair heads (``pair_heads=True``, in-batch negatives only): every contrasted pair (i, j) gets two linear heads,
+``h_ij`` for view i and ``h_ji`` for view j, and ``L(Vi, Vj)`` scores ``normalise(h_ij(z_i))`` against
+``normalise(h_ji(z_j))``. With one shared vector per view, the full graph makes each view's embedding agree with
+all M - 1 partners at once; a pair's heads let it keep the directions that only that pair shares (CCA, the
+usual baseline, fits each pair on its own). Retrieval between fields a and b then uses the (a, b) heads
+(:meth:`CMC.pair_projections`); the per-view encoder output stays the representation for probes.
 """
 
 from __future__ import annotations
@@ -96,6 +103,44 @@ def bank_scores(
     return _BankScores.apply(z, bank, rows, budget)
 
 
+class PairHeads(torch.nn.Module):
+    """One linear head per side of P view pairs, applied in one batched product.
+
+    ``weight [P, 2, D, E]``, ``bias [P, 2, E]``; side 0 maps view i of pair p, side 1 view j. Initialised like
+    ``nn.Linear`` (uniform in ``+-1/sqrt(D)``).
+
+    Shapes: ``x [P, 2, B, D]`` -> ``[P, 2, B, E]``.
+    """
+
+    def __init__(self, n_pairs: int, in_dim: int, out_dim: int):
+        super().__init__()
+        if in_dim < 1 or out_dim < 1:
+            raise ValueError(f"cmc pair heads: expected feature_dim and head_dim >= 1, got {in_dim} and {out_dim}")
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = torch.nn.Parameter(torch.empty(n_pairs, 2, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = torch.nn.Parameter(torch.empty(n_pairs, 2, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[:2] != self.weight.shape[:2] or x.shape[3] != self.weight.shape[2]:
+            raise ValueError(
+                f"cmc pair heads: expected input [{self.weight.shape[0]}, 2, B, {self.weight.shape[2]}] "
+                f"(feature_dim must equal the encoders' output dim), got {tuple(x.shape)}"
+            )
+        return einsum(x, self.weight.to(x.dtype), "p s b d, p s d e -> p s b e") + self.bias.to(x.dtype)[:, :, None]
+
+
+class PairHeadView(torch.nn.Module):
+    """One head of :class:`PairHeads` (pair ``p``, side ``side``) as a module: ``x [B, D]`` -> ``[B, E]``."""
+
+    def __init__(self, heads: PairHeads, p: int, side: int):
+        super().__init__()
+        self.heads, self.p, self.side = heads, p, side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.heads.weight[self.p, self.side], self.heads.bias[self.p, self.side]
+        return x.to(weight.dtype) @ weight + bias
+
+
 @register("cmc")
 class CMC(Objective):
     """The CMC objective.
@@ -115,6 +160,8 @@ class CMC(Objective):
         normalize: L2-normalise the global vectors first (True, as in the paper).
         seed: seed of the bank's initial values and of the negative draws (drawn for the global batch from
             ``(seed, step)``, so every process draws what one process would).
+        pair_heads: a linear head per view per contrasted pair (see the module docstring); batch negatives only.
+        head_dim: output dim E of each pair head (default ``feature_dim``); ``feature_dim`` is then their input D.
 
     Examples:
         >>> from multiview.encoders.features import Features
@@ -141,9 +188,13 @@ class CMC(Objective):
         index_key: str = "index",
         normalize: bool = True,
         seed: int = 0,
+        pair_heads: bool = False,
+        head_dim: int | None = None,
     ):
         super().__init__()
         self._validate(views, mode, temperature, negatives, loss, bank_size, num_negatives, momentum)
+        if pair_heads and negatives != "batch":
+            raise ValueError("cmc pair_heads: needs negatives='batch' (a memory bank holds one vector per view)")
         self.views, self.mode, self.negatives, self.loss_kind = tuple(views), mode, negatives, loss
         self.normalize, self.index_key, self.seed = normalize, index_key, seed
         log_inv_tau = torch.tensor(-math.log(temperature))
@@ -160,6 +211,7 @@ class CMC(Objective):
             self.register_buffer("bank", bank)
             # log Z per ordered pair (anchor view, bank view); NaN until the first batch sets it.
             self.register_buffer("log_z", torch.full((len(views), len(views)), float("nan")))
+        self.heads = PairHeads(len(self.pairs()), feature_dim, head_dim or feature_dim) if pair_heads else None
 
     @staticmethod
     def _validate(views, mode, temperature, negatives, loss, bank_size, num_negatives, momentum) -> None:
@@ -196,10 +248,12 @@ class CMC(Objective):
         return [F.normalize(z.float(), dim=1) for z in vectors] if self.normalize else vectors
 
     def compute(self, features: FeatureDict, batch: Mapping) -> ObjectiveOutput:
-        z = self._vectors(features)
-        if self.negatives == "batch":
-            loss, metrics = self._in_batch(z)
+        if self.heads is not None:
+            loss, metrics = self._in_batch_pair_heads([features[v].global_ for v in self.views])
+        elif self.negatives == "batch":
+            loss, metrics = self._in_batch(self._vectors(features))
         else:
+            z = self._vectors(features)
             loss, metrics = self._memory_bank(z, self._indices(batch, z[0].shape[0]))
         metrics["temperature"] = torch.exp(-self.log_inv_tau).detach()
         if self.training:
@@ -220,6 +274,39 @@ class CMC(Objective):
                 metrics[f"mi_{self.views[a]}_{self.views[c]}"] = est.mi
             total = pair_loss if total is None else total + pair_loss
         return total, metrics
+
+    def _in_batch_pair_heads(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """In-batch InfoNCE through the pair heads; ``raw``: per view ``[B, D]`` encoder output (not normalised)."""
+        vectors = self._pair_vectors(raw)  # [P, 2, B, E]
+        # Gather along the batch axis, [B, P, 2, E] -> [W * B, P, 2, E]: other processes' rows are negatives.
+        gathered = gather_with_grad(vectors.permute(2, 0, 1, 3).contiguous()).permute(1, 2, 3, 0)  # [P, 2, E, W*B]
+        offset = local_offset(vectors.shape[2])
+        inv_tau = torch.exp(self.log_inv_tau)
+        total, metrics = None, {}
+        for p, (i, j) in enumerate(self.pairs()):
+            for side, (a, c) in enumerate(((i, j), (j, i))):
+                est = infonce(vectors[p, side] @ gathered[p, 1 - side] * inv_tau, offset)  # [B, W * B]
+                total = est.loss if total is None else total + est.loss
+                metrics[f"mi_{self.views[a]}_{self.views[c]}"] = est.mi
+        return total, metrics
+
+    def _pair_vectors(self, z: list[torch.Tensor]) -> torch.Tensor:
+        """Per view ``[B, D]`` (unnormalised encoder output) -> ``[P, 2, B, E]`` pair-head vectors."""
+        raw = [features.float() for features in z]
+        inputs = torch.stack([torch.stack([raw[i], raw[j]]) for i, j in self.pairs()])  # [P, 2, B, D]
+        out = self.heads(inputs)
+        return F.normalize(out, dim=-1) if self.normalize else out
+
+    def pair_projections(self) -> dict[tuple[str, str], torch.nn.Module]:
+        """``{(a, b): head}``: ``head(x [B, D]) -> [B, E]`` puts view a's encoder output in the space it shares
+        with view b (both orders of every contrasted pair); ``{}`` without pair heads."""
+        if self.heads is None:
+            return {}
+        out = {}
+        for p, (i, j) in enumerate(self.pairs()):
+            out[(self.views[i], self.views[j])] = PairHeadView(self.heads, p, 0)
+            out[(self.views[j], self.views[i])] = PairHeadView(self.heads, p, 1)
+        return out
 
     def _indices(self, batch: Mapping, b: int) -> torch.Tensor:
         if self.index_key not in batch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,34 @@ def field_inputs(eval_views, view_to_encoder: dict[str, str], n_cameras: int = 0
     return fields
 
 
+def view_fields(eval_views) -> dict[str, str]:
+    """View name -> shard field, for the views of a ``fields`` generator that are their field's only view."""
+    from multiview.views import FieldViews
+
+    if not isinstance(eval_views, FieldViews):
+        return {}
+    owners = {}
+    for view in eval_views.view_names:
+        key, _ = eval_views._owner(view)
+        owners[view] = getattr(eval_views.generators[key], "field", key)
+    counts = Counter(owners.values())
+    return {view: name for view, name in owners.items() if counts[name] == 1}
+
+
+def pair_heads_by_field(model, fields_of: dict[str, str]) -> dict[tuple[str, str], Any]:
+    """``{(field a, field b): head}`` from the objectives' ``pair_projections()`` (CMC with ``pair_heads``)."""
+    out: dict[tuple[str, str], Any] = {}
+    for name, objective in model.objectives.items():
+        for (a, b), head in getattr(objective, "pair_projections", dict)().items():
+            key = (fields_of.get(a), fields_of.get(b))
+            if None in key:
+                continue  # a view that is not a field on its own (two augmented views of one field)
+            if key in out:
+                raise ValueError(f"objective {name!r} gives a second pair head for fields {key}; expected one")
+            out[key] = head
+    return out
+
+
 def load_for_eval(checkpoint: str | Path):
     """Encoders keyed by shard field with their deterministic transforms, for ``multiview eval``."""
     from multiview.data import load_manifest
@@ -95,7 +124,9 @@ def load_for_eval(checkpoint: str | Path):
         n_cameras = sum(1 for info in manifest["fields"].values() if info.get("modality") == "camera")
     except Exception:  # the shards may live elsewhere at eval time; camera count then comes from the recipe
         pass
-    inputs = field_inputs(build_views(recipe, train=False), model.view_to_encoder, n_cameras)
+    eval_views = build_views(recipe, train=False)
+    inputs = field_inputs(eval_views, model.view_to_encoder, n_cameras)
     encoders = {name: model.encoders[key] for name, (key, _) in inputs.items()}
     transforms = {name: transform for name, (_, transform) in inputs.items()}
-    return EvalBundle(encoders=encoders, transforms=transforms, recipe=recipe_to_dict(recipe))
+    pair_heads = pair_heads_by_field(model, view_fields(eval_views))
+    return EvalBundle(encoders=encoders, transforms=transforms, recipe=recipe_to_dict(recipe), pair_heads=pair_heads)

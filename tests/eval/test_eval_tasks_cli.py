@@ -89,6 +89,30 @@ def test_embedding_errors_name_the_sample():
         b.check_field("c")
 
 
+def test_retrieval_compares_a_pair_through_its_pair_heads(tmp_path):
+    """Both encoders are the identity, so "b" stays mixed; only the (b, a) head undoes the mix. Retrieval of the
+    pair must go through the heads (R@1 = 1), while the maps and probes keep the encoder outputs."""
+    mix = torch.linalg.qr(torch.randn(DIM, DIM, generator=torch.Generator().manual_seed(99)))[0]
+    plain = EvalBundle(
+        encoders={"a": LinearEncoder(torch.eye(DIM)), "b": LinearEncoder(torch.eye(DIM))},
+        transforms={"a": lambda s: s["a"], "b": lambda s: s["b"]},
+    )
+    heads = {("a", "b"): nn.Identity(), ("b", "a"): nn.Linear(DIM, DIM, bias=False)}
+    heads[("b", "a")].weight.data.copy_(mix)  # x @ mix.T undoes a @ mix
+    with_heads = EvalBundle(encoders=plain.encoders, transforms=plain.transforms, pair_heads=heads)
+    common = dict(data=tmp_path, query="a", gallery="b", samples_fn=samples_fn, plots=False, compare_baseline=False)
+    reports = {
+        name: tasks.run_retrieval("toy.ckpt", bundle=b, out_dir=tmp_path / name, **common)
+        for name, b in (("plain", plain), ("heads", with_heads))
+    }
+    r1 = {name: rep["results"]["learned"]["a<->b"]["a->b"]["instance"]["R@1"] for name, rep in reports.items()}
+    assert r1["heads"] == 1.0 and r1["plain"] < 0.5
+    assert reports["heads"]["settings"]["pair_heads"] == ["a<->b"] and reports["plain"]["settings"]["pair_heads"] == []
+    xa, xb = torch.randn(3, DIM), torch.randn(3, DIM)
+    assert plain.project_pair("a", "b", xa, xb) == (xa, xb)
+    assert torch.allclose(with_heads.project_pair("b", "a", xb, xa)[0], xb @ mix.T)
+
+
 # ------------------------------------------------------------------------------------------------ tasks
 
 

@@ -146,3 +146,64 @@ def test_chunked_bank_scores_match_gather_and_gradcheck():
     assert torch.autograd.gradcheck(lambda t: bank_scores(t, bank, rows, "dense"), (z,))
     with pytest.raises(ValueError, match="'sparse'"):
         bank_scores(z, bank, rows, "sparse")
+
+
+# ------------------------------------------------------------------------------------------------ pair heads
+
+
+def pair_head_objective(mode="full", **kwargs):
+    args = dict(views=("v0", "v1", "v2"), mode=mode, temperature=0.2, pair_heads=True, feature_dim=8, head_dim=5)
+    return create("cmc", **(args | kwargs))
+
+
+def test_pair_heads_shapes_and_projections():
+    obj = pair_head_objective()
+    assert obj.heads.weight.shape == (3, 2, 8, 5) and obj.heads.bias.shape == (3, 2, 5)
+    projections = obj.pair_projections()
+    assert sorted(projections) == [("v0", "v1"), ("v0", "v2"), ("v1", "v0"), ("v1", "v2"), ("v2", "v0"), ("v2", "v1")]
+    assert projections[("v2", "v1")](torch.randn(4, 8)).shape == (4, 5)
+    assert create("cmc", views=("v0", "v1")).pair_projections() == {}
+    # Core mode contrasts only (v0, vj): no heads for (v1, v2), so every head gets a gradient (DDP needs that).
+    assert sorted(pair_head_objective(mode="core").pair_projections()) == [
+        ("v0", "v1"),
+        ("v0", "v2"),
+        ("v1", "v0"),
+        ("v2", "v0"),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["full", "core"])
+def test_pair_heads_vectorised_equals_loop(mode):
+    """The batched heads and loss equal a loop that applies each pair's two heads as separate linear maps."""
+    f = views(3, b=6, d=8)
+    obj = pair_head_objective(mode=mode)
+    out = obj(f, {})
+    projections = obj.pair_projections()
+    names = obj.views
+    total = 0.0
+    for i, j in obj.pairs():
+        zi = F.normalize(projections[(names[i], names[j])](f[names[i]].global_), dim=1)
+        zj = F.normalize(projections[(names[j], names[i])](f[names[j]].global_), dim=1)
+        total = total + R.cmc_in_batch_loop([zi, zj], [(0, 1)], 0.2)
+    assert out.loss.item() == pytest.approx(total.item(), rel=1e-5)
+    out.loss.backward()
+    assert obj.heads.weight.grad.abs().sum(dim=(2, 3)).min() > 0  # every head of every pair is trained
+    assert f["v0"].global_.grad is not None
+
+
+def test_pair_heads_separate_pairs():
+    """A view's vectors differ per partner: the loss of pair (v0, v1) does not depend on (v0, v2)'s heads."""
+    f = views(3, b=6, d=8)
+    obj = pair_head_objective()
+    before = obj(f, {}).metrics["mi_v0_v1"]
+    with torch.no_grad():
+        obj.heads.weight[1].normal_()  # pair (v0, v2)
+    after = obj(f, {}).metrics
+    assert after["mi_v0_v1"].item() == pytest.approx(before.item(), rel=1e-6)
+
+
+def test_pair_heads_validation():
+    with pytest.raises(ValueError, match="pair_heads: needs negatives='batch'"):
+        pair_head_objective(negatives="bank", bank_size=50, num_negatives=10)
+    with pytest.raises(ValueError, match="feature_dim must equal the encoders' output dim"):
+        pair_head_objective(feature_dim=16)(views(3, b=4, d=8), {})

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from multiview.data import write_dataset
+from multiview.train.export import load_for_eval
 from multiview.train.loop import Trainer
 from multiview.train.metrics_log import read_metrics
 from multiview.train.recipe import load_recipe
@@ -203,6 +204,25 @@ def test_cmc_in_batch_learns_the_shared_latent(shard_sets, tmp_path):
     assert {f"cmc/mi_{a}_{b}" for a, b in pairs} | {f"cmc/mi_{b}_{a}" for a, b in pairs} <= set(records[0])
     first, last = records[0]["loss"], np.mean([r["loss"] for r in records[-3:]])
     assert last < first - 0.5, [r["loss"] for r in records]
+
+
+def test_cmc_pair_heads_train_and_retrieval_gets_them_by_field(shard_sets, tmp_path):
+    heads = ["objectives.0.pair_heads=true", "objectives.0.feature_dim=32", "objectives.0.head_dim=16"]
+    recipe = tiny("tiny_cmc", shard_sets["mfeat"], tmp_path, "train.steps=12", "optimizer.lr=3.0e-3", *heads)
+    trainer = Trainer(recipe)
+    trainer.before = snapshot(trainer.core)
+    summary = trainer.fit()
+    assert not unchanged(trainer)  # encoders and every pair head moved
+    records = read_metrics(summary.run_dir / "metrics.jsonl")
+    assert np.mean([r["loss"] for r in records[-3:]]) < records[0]["loss"] - 0.5
+    bundle = load_for_eval(summary.final_checkpoint)
+    fields = ("pix", "fac", "kar")
+    assert sorted(bundle.pair_heads) == sorted((a, b) for a in fields for b in fields if a != b)
+    model_heads = trainer.core.objectives["cmc"].heads
+    x = torch.randn(5, 32)
+    assert torch.allclose(bundle.pair_heads[("kar", "pix")](x), x @ model_heads.weight[1, 1] + model_heads.bias[1, 1])
+    qa, gb = bundle.project_pair("pix", "kar", torch.randn(7, 32), torch.randn(7, 32))
+    assert qa.shape == gb.shape == (7, 16)
 
 
 def test_cmc_memory_bank_moves_exactly_the_rows_the_batches_index(shard_sets, tmp_path):
