@@ -180,7 +180,9 @@ class ShardStream(IterableDataset):
         split: split name.
         fields: field names (no extension) to decode; None decodes all.
         map_fn: ``map_fn(sample, generator) -> dict`` applied to each decoded sample (the view generator);
-            ``generator`` is a torch.Generator seeded from ``(seed, epoch, key)``.
+            ``generator`` is a torch.Generator seeded from ``(seed, epoch, key)``. When map_fn has a method
+            ``batch(samples, generators=[...])`` (every multiview view generator does) each batch is mapped in
+            one call with the same generators: the same views, with tensor ops shared across samples.
         keep: keys of the decoded sample copied next to map_fn's output (default: ``__key__`` and every field
             of modality ``label``). Without map_fn the whole decoded sample is kept.
         batch_size: samples per batch (collated in the worker); None yields single samples.
@@ -305,19 +307,27 @@ class ShardStream(IterableDataset):
         return n // per_step if self.tail == "drop" else -(-n // per_step)
 
     # ----------------------------------------------------------------------------------------- iteration
-    def _item(self, sample: dict[str, Any], pad: bool, index: int) -> dict[str, Any]:
+    def _map(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``map_fn`` over the decoded samples of one batch. A ``map_fn.batch(samples, generators=...)`` method
+        (every view generator, ``ViewStage``) maps them in one call, with the same per-sample generators as
+        single calls (so the same views)."""
         if self.map_fn is None:
-            item = dict(sample)
+            return [dict(sample) for sample in samples]
+        generators = [sample_generator(self.seed, self.epoch, sample["__key__"]) for sample in samples]
+        batch_fn = getattr(self.map_fn, "batch", None)
+        if callable(batch_fn) and len(samples) > 1:
+            outs = batch_fn(samples, generators=generators)
         else:
-            generator = sample_generator(self.seed, self.epoch, sample["__key__"])
-            item = dict(self.map_fn(sample, generator))
+            outs = [self.map_fn(sample, g) for sample, g in zip(samples, generators)]
+        items = []
+        for sample, out in zip(samples, outs):
+            item = dict(out)
             for key in self.keep:
                 if key not in sample:
                     raise ValueError(f"keep names {key!r}, which the decoded sample lacks (it has {sorted(sample)})")
                 item[key] = sample[key]
-        item["__pad__"] = bool(pad)
-        item["__index__"] = index  # position in the split, in [0, count): memory banks key their rows by it
-        return item
+            items.append(item)
+        return items
 
     def _read(self, policy: ErrorPolicy, shard: int, j: int) -> dict[str, Any] | None:
         if self._cache is None:
@@ -330,12 +340,22 @@ class ShardStream(IterableDataset):
         return self._cache[(shard, j)]
 
     def _batch(self, refs: np.ndarray, pads: np.ndarray, offsets: np.ndarray, policy: ErrorPolicy) -> list[dict]:
-        items: list[dict | None] = []
-        for g, pad in zip(refs.tolist(), pads.tolist()):
+        read: list[tuple[dict[str, Any], bool, int]] = []  # (decoded sample, pad, index in the split)
+        failed: list[int] = []
+        for pos, (g, pad) in enumerate(zip(refs.tolist(), pads.tolist())):
             shard = int(np.searchsorted(offsets, g, side="right") - 1)
             sample = self._read(policy, shard, g - int(offsets[shard]))
-            items.append(None if sample is None else self._item(sample, pad, g))
-        good = [item for item in items if item is not None]
+            if sample is None:
+                failed.append(pos)
+            else:
+                read.append((sample, bool(pad), g))
+        good = self._map([sample for sample, _, _ in read])
+        for item, (_, pad, g) in zip(good, read):
+            item["__pad__"] = pad
+            item["__index__"] = g  # position in the split, in [0, count): memory banks key their rows by it
+        items: list[dict | None] = list(good)
+        for pos in failed:
+            items.insert(pos, None)
         if not good:
             where = f"{self.root} split {self.split!r}, epoch {self.epoch}"
             raise ShardError(where, f"every sample of a batch of {len(items)} failed to decode (see the log)")

@@ -12,7 +12,8 @@ from multiview.train.recipe import Recipe
 
 
 class ViewStage:
-    """The per-sample map of the stream: decoded sample -> named views (picklable, for DataLoader workers).
+    """The stream's map: decoded sample -> named views (picklable, for DataLoader workers); ``batch`` maps a
+    whole batch at once (the stream prefers it).
 
     Drops the generator's ``__meta__`` (crop boxes, camera ids) unless ``keep_meta``: collating a list of dicts per
     batch costs time and the objectives do not use it.
@@ -23,7 +24,17 @@ class ViewStage:
         self.keep_meta = keep_meta
 
     def __call__(self, sample: dict, generator: torch.Generator) -> dict:
-        out = dict(self.views(sample, generator=generator))
+        return self._strip(self.views(sample, generator=generator))
+
+    def batch(self, samples: list[dict], *, generators: list[torch.Generator]) -> list[dict]:
+        """All samples of one batch at once: the generator's batched path (shared tensor ops across samples,
+        e.g. the image crop generators), the same views as one call per sample."""
+        if not hasattr(self.views, "batch"):  # a plain callable: one call per sample
+            return [self(s, g) for s, g in zip(samples, generators)]
+        return [self._strip(out) for out in self.views.batch(samples, generators=generators)]
+
+    def _strip(self, views: dict) -> dict:
+        out = dict(views)
         if not self.keep_meta:
             out.pop("__meta__", None)
         return out

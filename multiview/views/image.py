@@ -185,15 +185,6 @@ def draw_crops(
     return drawn
 
 
-def _flip_views(x: torch.Tensor, flips: list[bool]) -> torch.Tensor:
-    if all(flips):
-        return x.flip(-1)
-    if any(flips):
-        idx = torch.tensor([i for i, f in enumerate(flips) if f])
-        x[idx] = x[idx].flip(-1)
-    return x
-
-
 def finish_crops(gen: ImageViews, drawn: Sequence[DrawnView]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """Flip, colour and normalise drawn views; views of equal size share each tensor operation.
 
@@ -204,8 +195,10 @@ def finish_crops(gen: ImageViews, drawn: Sequence[DrawnView]) -> tuple[list[torc
     views: list[torch.Tensor] = [torch.empty(0)] * len(drawn)
     for size in dict.fromkeys(d.crop.shape[-1] for d in drawn):
         idx = [i for i, d in enumerate(drawn) if d.crop.shape[-1] == size]
-        x = torch.stack([drawn[i].crop for i in idx]).float().div_(255.0)
-        x = apply_colour(_flip_views(x, [drawn[i].flip for i in idx]), [drawn[i].plan for i in idx])
+        # Flip the small uint8 crops: every colour op is per pixel or uses the image mean, so it commutes with
+        # the flip, and a masked flip of the float batch cost several full-batch copies.
+        crops = [drawn[i].crop.flip(-1) if drawn[i].flip else drawn[i].crop for i in idx]
+        x = apply_colour(torch.stack(crops).float().div_(255.0), [drawn[i].plan for i in idx])
         for i, view in zip(idx, gen.finish(x)):
             views[i] = view
     return views, metas
@@ -257,14 +250,22 @@ class CropViews(ImageViews):
             return _pack(self.view_names, *self.eval_views(img))
         return _pack(self.view_names, *finish_crops(self, self.draw(img, generator)))
 
+    # Samples whose views share each colour op in ``batch``: chunks of 32 samples (2 views at 64 px: 3 MB of
+    # float32, in a 2 MB-L2 core's reach) ran faster than 16 or 64 (benchmarks/views.py on this project's CPUs).
+    batch_chunk = 32
+
     def batch(self, samples: Sequence[Any], *, generators: Sequence[torch.Generator] | None = None) -> list[dict]:
         if not self.train:
             return super().batch(samples, generators=generators)
         generators = self._generators(samples, generators)
-        drawn = [self.draw(self.load(s), g) for s, g in zip(samples, generators)]
-        views, metas = finish_crops(self, [d for ds in drawn for d in ds])
-        n = len(self.view_names)
-        return [_pack(self.view_names, views[i : i + n], metas[i : i + n]) for i in range(0, len(views), n)]
+        out: list[dict] = []
+        for start in range(0, len(samples), self.batch_chunk):
+            chunk = zip(samples[start : start + self.batch_chunk], generators[start : start + self.batch_chunk])
+            drawn = [self.draw(self.load(s), g) for s, g in chunk]
+            views, metas = finish_crops(self, [d for ds in drawn for d in ds])
+            n = len(self.view_names)
+            out += [_pack(self.view_names, views[i : i + n], metas[i : i + n]) for i in range(0, len(views), n)]
+        return out
 
 
 # -- amdim ------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ appending a modality leaves the views of the earlier ones unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -101,6 +101,30 @@ class FieldViews(ViewGenerator):
                 meta[name] = sub_meta.get(sub, {})
         out[META] = meta
         return out
+
+    def batch(self, samples: Sequence[Any], *, generators: Sequence[torch.Generator] | None = None) -> list[dict]:
+        """The views of several samples, each field's generator called once for all of them (its batched path);
+        the same views as one call per sample: each sample's per-field generators are drawn in the same order."""
+        generators = self._generators(samples, generators)
+        for sample in samples:
+            if not isinstance(sample, Mapping):
+                raise ValueError(f"{type(self).__name__} needs a sample dict, got {type(sample).__name__}")
+        children = [[child_generator(g) for _ in self.generators] for g in generators]
+        outs: list[dict[str, Any]] = [{} for _ in samples]
+        metas: list[dict[str, Any]] = [{} for _ in samples]
+        for k, (key, gen) in enumerate(self.generators.items()):
+            sub_generators = [c[k] for c in children]
+            if hasattr(gen, "batch"):  # any ViewGenerator; a plain callable from the registry loops
+                sub_views = gen.batch(samples, generators=sub_generators)
+            else:
+                sub_views = [gen(s, generator=g) for s, g in zip(samples, sub_generators)]
+            for out, meta, views in zip(outs, metas, sub_views):
+                for sub, name in self._names[key].items():
+                    out[name] = views[sub]
+                    meta[name] = views.get(META, {}).get(sub, {})
+        for out, meta in zip(outs, metas):
+            out[META] = meta
+        return outs
 
 
 @register("modalities")

@@ -9,6 +9,7 @@ a factor per view, so the views of one sample share one call per operation.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -119,32 +120,34 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     """``x [V, C, H, W]`` in [0, 1], ``factor [V, 1, 1, 1]`` >= 0: scale towards black.
 
-    ``clamp=False`` is for callers that know every factor is <= 1 (the result then stays in [0, 1]), as for
-    the two blends below: one tensor call fewer.
+    Like every colour op here, it overwrites ``x`` with the result and returns it: new tensors of a batch of
+    views cost more (allocation, first touch of the pages) than the arithmetic. ``clamp=False`` is for callers
+    that know every factor is <= 1 (the result then stays in [0, 1]), as for the two blends below.
     """
-    y = x * factor
-    return y.clamp_(max=1.0) if clamp else y  # factor >= 0: no clamp at 0 needed
+    x.mul_(factor)
+    return x.clamp_(max=1.0) if clamp else x  # factor >= 0: no clamp at 0 needed
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-    """Blend with the mean luma of each view: ``f x + (1 - f) mean``, clamped to [0, 1]."""
+    """Blend with the mean luma of each view: ``f x + (1 - f) mean``, clamped to [0, 1] (in place)."""
     v, c = x.shape[:2]
     mean = x.mean(dim=(-2, -1))  # [V, C]: the luma of the mean is the mean of the luma
     mean = mean if c == 1 else torch.matmul(mean, _like(_GRAY_COLUMN, x))
-    y = x.mul(factor).add_(mean.reshape(v, 1, 1, 1).mul_(1.0 - factor))
-    return y.clamp_(0.0, 1.0) if clamp else y
+    x.mul_(factor).add_(mean.reshape(v, 1, 1, 1).mul_(1.0 - factor))
+    return x.clamp_(0.0, 1.0) if clamp else x
 
 
 def adjust_saturation(x: torch.Tensor, factor: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-    """Blend with the per-pixel luma (identity on one channel, as torchvision)."""
+    """Blend with the per-pixel luma (in place; identity on one channel, as torchvision)."""
     if x.shape[-3] == 1:
         return x
-    y = x.mul(factor).add_(grayscale(x).mul_(1.0 - factor))
-    return y.clamp_(0.0, 1.0) if clamp else y
+    luma = grayscale(x)
+    x.mul_(factor).add_(luma.mul_(1.0 - factor))
+    return x.clamp_(0.0, 1.0) if clamp else x
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-    """Rotate the HSV hue of ``x [V, 3, H, W]`` by ``shift [V, 1, 1, 1]`` turns (in [-0.5, 0.5]).
+    """Rotate the HSV hue of ``x [V, 3, H, W]`` by ``shift [V, 1, 1, 1]`` turns (in [-0.5, 0.5]), in place.
 
     RGB -> (H, S, V) -> RGB in closed form. With delta = max - min = V * S, the hue in sextants is
     h = (G - B) / delta, (B - R) / delta + 2 or (R - G) / delta + 4 when R, G or B is the largest channel.
@@ -159,17 +162,19 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor, clamp: bool = True) -> torc
     if x.shape[-3] == 1:
         return x
     maxc, minc = x.amax(dim=1, keepdim=True), x.amin(dim=1, keepdim=True)
-    delta = maxc - minc
-    # 0 for channels equal to the maximum, 1 for the others (any positive gap times 1e30 clamps to 1).
-    not_max = (maxc - x).mul_(1e30).clamp_(max=1.0)
-    # Candidate numerators G - B + 0, B - R + 2 delta, R - G + 4 delta lie in [-delta, 5 delta]; adding
-    # -10 delta to the channels that are not the largest rules them out of the max below.
-    offsets = torch.sub(_like(_HUE_BASE, x), not_max, alpha=10.0)
-    numerator = _mix_channels(_HUE_DIFF_KERNEL, x).addcmul_(offsets, delta).amax(dim=1, keepdim=True)
-    h = numerator.div_(delta.clamp_min(1e-12)).add_(6.0 * shift)  # delta = 0: h = 0, grey stays grey
-    h = h.sub_(torch.floor(h * (1.0 / 6.0)), alpha=6.0)  # into [0, 6); far cheaper than remainder
-    weight = (h - _like(_HUE_TARGETS, x)).abs_().sub_(3.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
-    return maxc - weight.mul_(delta)
+    delta = minc.neg_().add_(maxc)  # max - min, in minc's buffer
+    candidates = _mix_channels(_HUE_DIFF_KERNEL, x)  # G - B, B - R, R - G
+    # x is not read after this point: its buffer holds the offsets, then the weights, then the result (new
+    # tensors of a batch cost more than the arithmetic). Candidates lie in [-delta, 5 delta] once the sextant
+    # base (0, 2, 4) delta is added; -10 delta more rules out the channels that are not the largest:
+    # min(-(max - x) * 1e31, -10) is 0 for the largest channels and -10 for the others.
+    offsets = torch.sub(maxc, x, out=x).mul_(-1e31).clamp_(min=-10.0).add_(_like(_HUE_BASE, x))
+    h = candidates.addcmul_(offsets, delta).amax(dim=1, keepdim=True)
+    h = h.div_(delta.clamp_min(1e-12)).add_(6.0 * shift)  # delta = 0: h = 0, grey stays grey
+    h = h.sub_(h.mul(1.0 / 6.0).floor_(), alpha=6.0)  # into [0, 6); far cheaper than remainder
+    # clamp(2 - dist, 0, 1) = clamp(| |h - t| - 3 |, 1, 2) - 1; the -1 is folded into the last line.
+    weight = torch.sub(h, _like(_HUE_TARGETS, x), out=x).abs_().sub_(3.0).abs_().clamp_(1.0, 2.0)
+    return torch.addcmul(maxc.add_(delta), weight, delta, value=-1.0, out=x)  # max - delta * (weight - 1)
 
 
 _ADJUST = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
@@ -270,26 +275,40 @@ def _jitter_merged(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
 
 
 def _jitter_grouped(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
-    """Many views (a batch of samples): at each step, each op runs on the subset of views doing it."""
-    for step in range(max((len(p.jitter) for p in plans), default=0)):
-        groups: dict[int, tuple[list[int], list[float]]] = {}
-        for v, plan in enumerate(plans):
-            if step < len(plan.jitter):
-                op, factor = plan.jitter[step]
-                groups.setdefault(op, ([], []))[0].append(v)
-                groups[op][1].append(factor)
-        for op, (idx, factors) in groups.items():
-            f = torch.tensor(factors, dtype=x.dtype).reshape(-1, 1, 1, 1)
-            if len(idx) == x.shape[0]:
-                x = _ADJUST[op](x, f, max(factors) > 1.0)
-            else:
-                index = torch.tensor(idx)
-                x = x.index_copy(0, index, _ADJUST[op](x.index_select(0, index), f, max(factors) > 1.0))
+    """Many views (a batch of samples): at each step, each op runs once on the views doing it at that step.
+
+    Before each step the rows are reordered (one gather) so that the views doing the same op are a contiguous
+    run, which each op then overwrites in place as a slice; the original order is restored at the end. One
+    gather per step replaced a gather and a scatter per (step, op) group, which cost more than the ops.
+    """
+    n_views, n_steps = x.shape[0], max((len(p.jitter) for p in plans), default=0)
+    rows = list(range(n_views))  # rows[r]: the view now stored in row r of x
+    for step in range(n_steps):
+
+        def op_at(view: int, step: int = step) -> int:  # 4 = no jitter op at this step
+            jitter = plans[view].jitter
+            return jitter[step][0] if step < len(jitter) else len(_JITTER_OPS)
+
+        ordered = sorted(range(n_views), key=lambda r: op_at(rows[r]))
+        if ordered != list(range(n_views)):
+            x, rows = x[torch.tensor(ordered)], [rows[r] for r in ordered]
+        start = 0
+        for op, run in itertools.groupby(rows, key=op_at):
+            views = list(run)
+            end = start + len(views)
+            if op < len(_JITTER_OPS):
+                factors = [plans[v].jitter[step][1] for v in views]
+                f = torch.tensor(factors, dtype=x.dtype).reshape(-1, 1, 1, 1)
+                _ADJUST[op](x[start:end], f, max(factors) > 1.0)  # in place, into this run's rows of x
+            start = end
+    if rows != list(range(n_views)):
+        x = x[torch.tensor(sorted(range(n_views), key=rows.__getitem__))]  # row r of the result holds view r
     return x
 
 
 def colour_jitter(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
     """Apply each view's jitter ops in its own random order to ``x [V, C, H, W]``, batched over views.
+    ``x`` is consumed (it may be overwritten in place): pass a tensor of your own.
 
     Up to 4 views (one sample) run the merged order (``merge_orders``): fewest tensor calls. More views (a
     batch of samples) run each (step, op) on the views that need it: no wasted arithmetic.
@@ -305,13 +324,13 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def apply_colour(x: torch.Tensor, plans: list[ColourPlan]) -> torch.Tensor:
-    """``x [V, C, H, W]`` float in [0, 1] -> the same after each view's jitter, grayscale, blur, solarise."""
+    """``x [V, C, H, W]`` float in [0, 1] -> the same after each view's jitter, grayscale, blur, solarise.
+    ``x`` is consumed (overwritten in place where that saves a copy)."""
     x = colour_jitter(x, plans)
     gray = [v for v, p in enumerate(plans) if p.gray]
-    if gray and x.shape[1] > 1:
-        luma = grayscale(x)
-        for v in gray:  # x is a fresh tensor of this pipeline: overwrite the chosen views in place
-            x[v] = luma[v]
+    if gray and x.shape[1] > 1:  # the luma of the chosen views only, written over all their channels
+        index = torch.tensor(gray)
+        x.index_copy_(0, index, grayscale(x.index_select(0, index)).expand(-1, x.shape[1], -1, -1))
     if any(p.blur_sigma is not None for p in plans):
         x = torch.stack(
             [x[v] if p.blur_sigma is None else gaussian_blur(x[v], p.blur_sigma) for v, p in enumerate(plans)]

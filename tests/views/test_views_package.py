@@ -104,6 +104,26 @@ def test_batch_equals_one_call_per_sample(name, kwargs, rgb):
             assert out["__meta__"][view]["box"] == single["__meta__"][view]["box"]
 
 
+def test_batch_in_chunks_equals_one_call_per_sample(rgb):
+    gen = mv.create("amdim", size=16)
+    gen.batch_chunk = 3  # 7 samples: chunks of 3, 3 and 1
+    samples = [{"__key__": f"k{i}", "image": torch.roll(rgb, i, dims=-2)} for i in range(7)]
+    for s, out in zip(samples, gen.batch(samples), strict=True):
+        torch.testing.assert_close(out["view1"], gen(s)["view1"], atol=1e-5, rtol=0)
+
+
+def test_fields_batch_equals_one_call_per_sample(rgb):
+    gen = mv.create("fields", fields={"image": {"name": "amdim", "size": 16}, "vec": {"name": "vector", "noise": 0.1}})
+    samples = [{"__key__": f"k{i}", "image": torch.roll(rgb, i, dims=-1), "vec": torch.randn(5)} for i in range(5)]
+    batched = gen.batch(samples)
+    for s, out in zip(samples, batched, strict=True):
+        single = gen(s)
+        assert list(out) == list(single)
+        for view in gen.view_names:
+            torch.testing.assert_close(out[view], single[view], atol=1e-5, rtol=0)
+        assert out["__meta__"]["image0"]["box"] == single["__meta__"]["image0"]["box"]
+
+
 def test_batch_checks_generator_count(sample):
     with pytest.raises(ValueError, match="2 generators for 1 samples"):
         mv.create("amdim", size=16).batch([sample], generators=[torch.Generator()] * 2)

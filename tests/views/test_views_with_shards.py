@@ -44,6 +44,32 @@ def test_views_as_the_map_fn_of_a_shard_stream(tmp_path):
     # The stream hands each sample a generator derived from (seed, epoch, key): the views are the library's.
     first = next(iter(data.iter_samples(tmp_path / "toy", "train")))
     want = gen(first, generator=mv.derive_generator(0, 0, first["__key__"]))
-    assert torch.equal(batch["image"][0], want["image"]) and torch.equal(batch["audio"][0], want["audio"])
+    # (the stream maps the batch through gen.batch: the same views, to float rounding)
+    torch.testing.assert_close(batch["image"][0], want["image"], atol=1e-5, rtol=0)
+    assert torch.equal(batch["audio"][0], want["audio"])
     stream.set_epoch(1)
     assert not torch.equal(next(iter(stream))["image"][0], want["image"])  # a new epoch, new views
+
+
+def test_a_batched_map_fn_gives_the_same_batches_as_a_per_sample_one(tmp_path):
+    data = pytest.importorskip("multiview.data")
+    rng = np.random.default_rng(1)
+    samples = [
+        {"__key__": f"s{i:03d}", "image.png": rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)} for i in range(10)
+    ]
+    data.write_dataset(tmp_path / "toy", {"train": samples}, builder="test_views")
+    gen = mv.create("amdim", size=16)
+    calls = []
+
+    def per_sample(sample, generator):  # no .batch: the stream calls it once per sample
+        calls.append(sample["__key__"])
+        return gen(sample, generator)
+
+    def batches(map_fn):
+        return list(data.ShardStream(tmp_path / "toy", "train", map_fn=map_fn, batch_size=4, seed=3, tail="pad"))
+
+    for got, want in zip(batches(gen), batches(per_sample), strict=True):
+        assert got["__key__"] == want["__key__"] and torch.equal(got["__pad__"], want["__pad__"])
+        torch.testing.assert_close(got["view0"], want["view0"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(got["view1"], want["view1"], atol=1e-5, rtol=0)
+    assert len(calls) == 12  # 10 samples + 2 pads, one call each
