@@ -365,31 +365,62 @@ def train(method: str, ctx: Context, steps: int) -> tuple[Run, dict]:
 # ------------------------------------------------------------------------------------------------ probe
 
 
-class TrunkFeatures(nn.Module):
-    """The encoder's trunk output (pooled r1, ``[B, embed_dim]``, before the r1 head) as ``Features.global_``:
-    the layer every method shares before its objective-specific head (SimCLR's probe layer; CMC's and AMDIM's
-    ``global_`` is their contrastive embedding itself)."""
+# The probe feature sets. "maps" is AMDIM's r1 + r5 + r7 probe on the trunk's own maps (before any head): each map
+# average-pooled to a small grid (r7 3x3, r5 2x2, r1 1x1) and flattened, then concatenated -- the DIM/AMDIM papers
+# probe conv feature maps too, and every method (untrained and supervised included) is probed on the same layers.
+PROBE_GRIDS = {"r7": 3, "r5": 2, "r1": 1}
+PROBE_FEATURES = ("maps", "trunk", "global")
 
-    def __init__(self, encoder: nn.Module):
+
+class ProbeFeatures(nn.Module):
+    """Every requested probe feature set of an AMDIM encoder in one forward pass, concatenated in ``Features.global_``
+    (``[B, sum of the sets' dims]``; ``slices`` says which columns belong to which set).
+
+    - ``global``: ``Features.global_`` (the r1 head's output, ``[B, n_rkhs]``; CMC's and AMDIM's contrastive
+      embedding itself);
+    - ``trunk``: the trunk's pooled r1 before that head (``[B, embed_dim]``, SimCLR's usual probe layer);
+    - ``maps``: r7, r5 and r1 of the trunk pooled to ``PROBE_GRIDS`` (``[B, 9 C7 + 4 C5 + embed_dim]``).
+    """
+
+    def __init__(self, encoder: nn.Module, sets: list[str]):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.sets = encoder, list(sets)
+        self.slices: dict[str, slice] = {}
 
     def forward(self, x: torch.Tensor) -> Features:
-        return Features(self.encoder.trunk(x))
+        r7, r5, r1 = self.encoder.trunk.forward_intermediates(x, intermediates_only=True)
+        parts = {}
+        for name in self.sets:
+            if name == "global":
+                parts[name] = self.encoder(x).global_
+            elif name == "trunk":
+                parts[name] = r1.mean(dim=(2, 3))
+            else:
+                maps = {"r7": r7, "r5": r5, "r1": r1}
+                parts[name] = torch.cat(
+                    [F.adaptive_avg_pool2d(maps[m], g).flatten(1) for m, g in PROBE_GRIDS.items()], dim=1
+                )
+        start = 0
+        for name, part in parts.items():
+            self.slices[name] = slice(start, start + part.shape[1])
+            start += part.shape[1]
+        return Features(torch.cat(list(parts.values()), dim=1))
 
 
 def probe(encoder: nn.Module, ctx: Context, train_samples, test_samples) -> dict:
-    """Linear probe on ``Features.global_`` (the headline) and on the trunk's pooled output (``*_trunk``)."""
+    """Linear probe on every set of ``--probe-features``; the first is the headline (``linear_top1``), the others
+    get a suffix (``linear_top1_global``, ...)."""
     encoder.eval()
-    fields = {"global": (encoder, ctx.eval_view)}
-    if "trunk" in ctx.args.probe_layers:
-        fields["trunk"] = (TrunkFeatures(encoder), ctx.eval_view)
-    tr = embed_samples(train_samples, fields, batch_size=256)
-    te = embed_samples(test_samples, fields, batch_size=256)
+    sets = ctx.args.probe_features
+    features = ProbeFeatures(encoder, sets)
+    tr = embed_samples(train_samples, {"x": (features, ctx.eval_view)}, batch_size=256)["x"]
+    te = embed_samples(test_samples, {"x": (features, ctx.eval_view)}, batch_size=256)["x"]
     out = {}
-    for name in fields:
-        result = linear_probe(tr[name].embeddings, tr[name].labels, te[name].embeddings, te[name].labels)
-        suffix = "" if name == "global" else f"_{name}"
+    for i, name in enumerate(sets):
+        cols = features.slices[name]
+        result = linear_probe(tr.embeddings[:, cols], tr.labels, te.embeddings[:, cols], te.labels,
+                              search_limit=ctx.args.probe_search or None)  # fmt: skip
+        suffix = "" if i == 0 else f"_{name}"
         out.update({f"linear_top1{suffix}": round(result.top1, 4), f"weight_decay{suffix}": result.weight_decay,
                     f"dim{suffix}": result.dim})  # fmt: skip
     return out
@@ -399,7 +430,13 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", default="shards/fashion_mnist", help="Fashion-MNIST shards (built when missing)")
     parser.add_argument("--train-limit", type=int, default=None, help="pretrain on the first N train images only")
-    parser.add_argument("--probe-train", type=int, default=10000, help="train images for the linear probe (0: all)")
+    parser.add_argument("--probe-train", type=int, default=0, help="train images for the linear probe (0: all 60k)")
+    parser.add_argument(
+        "--probe-search",
+        type=int,
+        default=10000,
+        help="probe weight-decay search on a stratified subset of N train images (0: all)",
+    )
     parser.add_argument("--test-limit", type=int, default=None, help="probe on the first N test images (default all)")
     parser.add_argument("--budget-s", type=float, default=45.0, help="training CPU seconds (1 thread) per method")
     parser.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma list of {', '.join(ALL_METHODS)}")
@@ -413,7 +450,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--cmc-views", default="amdim", choices=("amdim", "simclr"), help="our view generator for CMC")
     parser.add_argument("--cmc-temperature", type=float, default=0.1)
     parser.add_argument("--simclr-temperature", type=float, default=0.5, help="lightly NTXentLoss (its default 0.5)")
-    parser.add_argument("--probe-layers", default="global,trunk", help="global (Features.global_) and/or trunk")
+    parser.add_argument(
+        "--probe-features",
+        default="maps,global",
+        help=f"comma list of {', '.join(PROBE_FEATURES)} (see ProbeFeatures); the first is the headline",
+    )
     parser.add_argument("--no-random-init", dest="random_init", action="store_false", help="skip the untrained row")
     parser.add_argument("--calib-warm", type=int, default=2)
     parser.add_argument("--calib-steps", type=int, default=5)
@@ -424,6 +465,10 @@ def main(argv=None) -> dict:
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown or not methods:
         parser.error(f"--methods: unknown {unknown}; expected a comma list of {', '.join(ALL_METHODS)}")
+    args.probe_features = [f.strip() for f in args.probe_features.split(",") if f.strip()]
+    unknown = sorted(set(args.probe_features) - set(PROBE_FEATURES))
+    if unknown or not args.probe_features or len(set(args.probe_features)) < len(args.probe_features):
+        parser.error(f"--probe-features: got {args.probe_features}; expected distinct names of {PROBE_FEATURES}")
     torch.set_num_threads(1)
     print(f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); "
           f"cores: {os.cpu_count()}; load average at start: {os.getloadavg()}", flush=True)  # fmt: skip
@@ -485,13 +530,17 @@ def main(argv=None) -> dict:
         "lr": args.lr,
         "encoder": encoder_spec(args),
         "cmc_views": args.cmc_views,
+        "probe_features": args.probe_features,
+        "probe_grids": PROBE_GRIDS,
+        "probe_search": args.probe_search,
         "pretrain_images": len(train_samples),
         "probe_train": len(probe_train),
         "probe_test": len(test_samples),
         "methods": results,
         "total_wall_s": round(time.perf_counter() - t_start, 1),
     }
-    for key, suffix in (("linear_top1", ""), ("linear_top1_trunk", "_trunk")):
+    for suffix in feature_suffixes(args.probe_features):
+        key = f"linear_top1{suffix}"
         scored = [m for m in ours if key in results[m]]
         if not scored:
             continue
@@ -509,17 +558,23 @@ def main(argv=None) -> dict:
     return summary
 
 
+def feature_suffixes(sets: list[str]) -> list[str]:
+    """The key suffix of each probe feature set: none for the headline (the first), ``_<name>`` for the others."""
+    return ["" if i == 0 else f"_{name}" for i, name in enumerate(sets)]
+
+
 def print_table(summary: dict) -> None:
+    sets, suffixes = summary["probe_features"], feature_suffixes(summary["probe_features"])
     print()
     print(f"Fashion-MNIST linear probe ({summary['probe_train']} train / {summary['probe_test']} test), "
           f"budget {summary['budget_cpu_s_per_method']} CPU s per method, 1 thread, batch {summary['batch']}")  # fmt: skip
-    print(f"{'method':<16}{'linear (global)':>16}{'linear (trunk)':>15}{'steps':>7}{'CPU s':>8}{'wall s':>8}"
-          f"{'samples/CPU s':>15}")  # fmt: skip
+    print(f"{'method':<16}" + "".join(f"{'linear (' + s + ')':>16}" for s in sets)
+          + f"{'steps':>7}{'CPU s':>8}{'wall s':>8}{'samples/CPU s':>15}")  # fmt: skip
     for name, r in summary["methods"].items():
-        trunk = f"{r['linear_top1_trunk']:.4f}" if "linear_top1_trunk" in r else "-"
-        print(f"{name:<16}{r['linear_top1']:>16.4f}{trunk:>15}{r.get('steps', '-'):>7}{r.get('cpu_s', '-'):>8}"
+        cells = "".join(f"{r['linear_top1' + x]:>16.4f}" if "linear_top1" + x in r else f"{'-':>16}" for x in suffixes)
+        print(f"{name:<16}{cells}{r.get('steps', '-'):>7}{r.get('cpu_s', '-'):>8}"
               f"{r.get('wall_s', '-'):>8}{r.get('samples_per_cpu_s', '-'):>15}")  # fmt: skip
-    for suffix, layer in (("", "global"), ("_trunk", "trunk")):
+    for suffix, layer in zip(suffixes, sets):
         if f"ratio_best_ours_over_lightly{suffix}" in summary:
             print(f"[{layer}] best of ours: {summary['best_ours' + suffix]} {summary['best_ours_top1' + suffix]:.4f}; "
                   f"lightly SimCLR {summary['lightly_simclr_top1' + suffix]:.4f}; "

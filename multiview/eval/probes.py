@@ -99,6 +99,15 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int = 0) -> 
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+def search_rows(labels: np.ndarray, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a stratified subset of about ``limit`` rows of ``labels`` (every class in proportion);
+    all rows when ``limit`` is None or not smaller than ``len(labels)``."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    _, subset = stratified_split(labels, limit / len(labels), seed + 1)
+    return subset
+
+
 def fit_logistic(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -182,6 +191,7 @@ def linear_probe(
     val_fraction: float = 0.2,
     seed: int = 0,
     max_iter: int = 300,
+    search_limit: int | None = None,
 ) -> LinearProbeResult:
     """Top-1 accuracy of a linear classifier on frozen features.
 
@@ -189,6 +199,9 @@ def linear_probe(
         train_x: ``[N, D]``; train_y: ``[N]``; test_x: ``[M, D]``; test_y: ``[M]`` (any hashable ints).
         weight_decays: the grid searched on the validation split (ties go to the larger, safer value).
         val_fraction: share of each train class held out for the search.
+        search_limit: run the search on a stratified subset of about this many train rows (None: all of
+            train); the final fit still uses all of train. The search fits one head per weight decay, the
+            refit only one, so this bounds the cost of probing a large train split (60k rows) at about one fit.
 
     Returns:
         :class:`LinearProbeResult` with test top-1 of the head refitted on all of train with the chosen decay.
@@ -200,7 +213,11 @@ def linear_probe(
         raise ValueError(f"train_x has {tx.shape[1]} dims but test_x has {sx.shape[1]}; expected the same")
     ty_raw, sy_raw = _as_labels("train_y", train_y, tx.shape[0]), _as_labels("test_y", test_y, sx.shape[0])
     n_classes, (ty, sy) = _class_index(ty_raw, sy_raw)
-    fit_idx, val_idx = stratified_split(ty_raw, val_fraction, seed)
+    if search_limit is not None and search_limit < 2:
+        raise ValueError(f"search_limit must be >= 2 rows or None, got {search_limit}")
+    rows = search_rows(ty_raw, search_limit, seed)
+    fit_rel, val_rel = stratified_split(ty_raw[rows], val_fraction, seed)
+    fit_idx, val_idx = rows[fit_rel], rows[val_rel]
     with small_problem_threads(tx.numel()):
         return _search_and_fit(tx, ty, sx, sy, n_classes, fit_idx, val_idx, weight_decays, max_iter)
 

@@ -12,6 +12,7 @@ from multiview.eval.probes import (
     knn_predict,
     knn_probe,
     linear_probe,
+    search_rows,
     stratified_split,
 )
 
@@ -58,9 +59,31 @@ def test_linear_probe_handles_arbitrary_label_values():
     assert linear_probe(x[:300], names[:300], x[300:], names[300:], weight_decays=(1e-3,)).top1 > 0.85
 
 
+def test_search_rows_is_a_stratified_subset_or_everything():
+    labels = np.repeat(np.arange(4), [400, 200, 200, 200])
+    rows = search_rows(labels, 100)
+    assert len(set(rows.tolist())) == len(rows) == 100
+    assert np.bincount(labels[rows]).tolist() == [40, 20, 20, 20]  # the class proportions of all rows
+    assert search_rows(labels, None).tolist() == list(range(1000)) == search_rows(labels, 5000).tolist()
+
+
+def test_linear_probe_search_limit_searches_a_subset_and_refits_on_all():
+    x, y = planted(2300)
+    res = linear_probe(x[:2000], y[:2000], x[2000:], y[2000:], search_limit=500)
+    assert abs(res.n_train + res.n_val - 500) <= 4  # the search saw the subset only (rounded per class)
+    assert res.top1 > 0.9  # the final head, fitted on all 2000 rows, still recovers the signal
+    # The refit used all rows: the same decay found on the full search gives the same head, hence the same score.
+    full = linear_probe(x[:2000], y[:2000], x[2000:], y[2000:], weight_decays=(res.weight_decay,))
+    assert abs(full.top1 - res.top1) < 1e-6
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"weight_decays": ()}, "weight_decays"), ({"val_fraction": 1.5}, "val_fraction")],
+    [
+        ({"weight_decays": ()}, "weight_decays"),
+        ({"val_fraction": 1.5}, "val_fraction"),
+        ({"search_limit": 1}, "search_limit"),
+    ],
 )
 def test_linear_probe_rejects_bad_settings(kwargs, match):
     x, y = planted(100)
