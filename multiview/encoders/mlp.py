@@ -22,6 +22,11 @@ from .heads import make_norm
 class MLPEncoder(Encoder):
     """``(Linear -> norm -> ReLU -> dropout) x len(hidden) -> Linear``; no local maps.
 
+    With ``skip``, a linear shortcut from the (normalised) input is added to the output,
+    ``y = W_s x + MLP(x)`` as in DIM's residual head: the features then keep what a linear map of the input
+    carries, which the ReLU path alone learns slowly (mfeat's Karhunen-Loeve coefficients are a linear function
+    of its pixels).
+
     Args:
         in_dim: input features F.
         hidden: hidden widths (``()`` gives a linear encoder).
@@ -29,6 +34,7 @@ class MLPEncoder(Encoder):
         norm: ``"batch"``, ``"layer"`` or ``"none"`` after each hidden Linear.
         dropout: dropout probability after each hidden layer.
         input_norm: standardise inputs with a BatchNorm first (vector features often differ in scale by 1e3).
+        skip: add a linear shortcut ``W_s x`` (after the input norm) to the output.
         modality: optional tag.
 
     Shapes: ``x [B, F]`` -> ``Features(global_ [B, D], local {})``.
@@ -42,6 +48,7 @@ class MLPEncoder(Encoder):
         norm: str = "batch",
         dropout: float = 0.0,
         input_norm: bool = True,
+        skip: bool = False,
         modality: str | None = None,
     ):
         super().__init__()
@@ -53,7 +60,7 @@ class MLPEncoder(Encoder):
             raise ValueError(f"MLPEncoder dropout must be in [0, 1), got {dropout!r}")
         self._set_config(
             "mlp", in_dim=in_dim, hidden=hidden, out_dim=out_dim, norm=norm, dropout=dropout,
-            input_norm=input_norm, modality=modality,
+            input_norm=input_norm, skip=skip, modality=modality,
         )  # fmt: skip
         layers: list[nn.Module] = [nn.BatchNorm1d(in_dim)] if input_norm else []
         width = in_dim
@@ -62,8 +69,14 @@ class MLPEncoder(Encoder):
             width = h
         layers.append(nn.Linear(width, out_dim))
         self.net = nn.Sequential(*layers)
+        # A separate module, so that checkpoints without the shortcut keep their parameter names.
+        self.skip = nn.Linear(in_dim, out_dim) if skip else None
+        self.n_input_layers = 1 if input_norm else 0
         self.in_dim, self.out_dim, self.local_dims = in_dim, out_dim, {}
 
     def forward(self, x: torch.Tensor) -> Features:
         check_input(x, 2, self.in_dim, "MLP encoder", "[B, F]")
-        return Features(self.net(x))
+        if self.skip is None:
+            return Features(self.net(x))
+        x = self.net[: self.n_input_layers](x)
+        return Features(self.net[self.n_input_layers :](x) + self.skip(x))

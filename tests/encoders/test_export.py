@@ -27,6 +27,7 @@ CASES = {
     ),
     "dim": (dict(kind="dim", widths=[4, 8, 8], hidden=16, out_dim=8), (3, 32, 32)),
     "mlp": (dict(kind="mlp", in_dim=10, hidden=[8], out_dim=4), (10,)),
+    "mlp_skip": (dict(kind="mlp", in_dim=10, hidden=[8], out_dim=4, skip=True), (10,)),
     "conv1d": (dict(kind="conv1d", in_chans=3, widths=[4, 8], out_dim=4, local_scales=["s4"]), (3, 40)),
 }
 

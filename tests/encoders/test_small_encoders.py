@@ -38,6 +38,20 @@ def test_mlp_encoder():
         E.create("mlp", in_dim=4, hidden=(0,))
 
 
+def test_mlp_encoder_skip_adds_a_linear_map_of_the_normalised_input():
+    enc = E.create("mlp", in_dim=6, hidden=(8,), out_dim=3, skip=True).eval()
+    plain = E.create("mlp", in_dim=6, hidden=(8,), out_dim=3)
+    assert sorted(plain.state_dict()) == sorted(k for k in enc.state_dict() if not k.startswith("skip."))
+    x = torch.randn(5, 6)
+    normalised = enc.net[0](x)
+    assert torch.allclose(enc(x).global_, enc.net[1:](normalised) + normalised @ enc.skip.weight.T + enc.skip.bias)
+    with torch.no_grad():
+        enc.net[-1].weight.zero_(), enc.net[-1].bias.zero_()
+    assert torch.allclose(enc(x).global_, enc.skip(normalised))  # the MLP path silenced: only the shortcut
+    no_norm = E.create("mlp", in_dim=6, hidden=(), out_dim=3, input_norm=False, skip=True)
+    assert torch.allclose(no_norm(x).global_, no_norm.net(x) + no_norm.skip(x))
+
+
 def test_conv1d_encoder():
     enc = E.create("conv1d", in_chans=6, widths=(8, 16, 16), out_dim=12, local_scales=("s4", "s8"))
     f = enc(torch.randn(2, 6, 100))
