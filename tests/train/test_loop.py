@@ -147,3 +147,29 @@ def test_recipe_imports_register_user_components(vector_shards, tmp_path, tiny_r
     recipe["imports"] = ["no_such_plugin_xyz"]
     with pytest.raises(ValueError, match="imports: cannot import 'no_such_plugin_xyz'"):
         run(recipe)
+
+
+def test_gradient_accumulation_makes_one_step_of_the_summed_micro_batch_gradients(vector_shards, tmp_path, tiny_recipe):
+    import copy
+
+    from multiview.train.data import split_batch
+
+    recipe = tiny_recipe(vector_shards, tmp_path, steps=3, grad_accum=2) | {
+        "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.0},
+        "schedule": {"name": "constant"},
+    }
+    trainer = Trainer(validate_recipe(recipe))
+    model = copy.deepcopy(trainer.core)
+    micro_batches = [batch for _, batch in zip(range(6), trainer.loader)]  # 16 samples each: 32 / 2
+    assert len(micro_batches[0]["__key__"]) == 16
+    trainer.fit()
+    # By hand: each optimiser step takes the mean of two micro-batch gradients; grads cleared between steps.
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for step in range(3):
+        optimizer.zero_grad()
+        for batch in micro_batches[2 * step : 2 * step + 2]:
+            views, rest = split_batch(batch, trainer.view_names)
+            (model(views, rest).loss / 2).backward()
+        optimizer.step()
+    for (name, want), got in zip(model.named_parameters(), trainer.core.parameters(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)
