@@ -149,13 +149,11 @@ class WeightedSum(Objective):
         return self.compute(features, {} if batch is None else batch)
 
     def compute(self, features: FeatureDict, batch: Mapping) -> ObjectiveOutput:
-        total, metrics = None, {}
-        for key, objective in self.terms.items():
-            out = objective(features, batch)
+        total, outputs = weighted_terms(self.terms, self.weights, features, batch)
+        metrics = {}
+        for key, out in outputs.items():
             metrics[f"{key}/loss"] = out.loss.detach()
             metrics.update({f"{key}/{name}": value for name, value in out.metrics.items()})
-            weighted = self.weights[key] * out.loss
-            total = weighted if total is None else total + weighted
         return ObjectiveOutput(total, metrics)
 
     def auxiliary_steps(self) -> list[AuxStep]:
@@ -168,3 +166,16 @@ class WeightedSum(Objective):
     def after_step(self, features: FeatureDict, batch: Mapping) -> None:
         for objective in self.terms.values():
             objective.after_step(features, batch)
+
+
+def weighted_terms(
+    terms: Mapping[str, nn.Module], weights: Mapping[str, float], features: FeatureDict, batch: Mapping
+) -> tuple[torch.Tensor, dict[str, ObjectiveOutput]]:
+    """Run each objective on the features: ``(sum of weight * loss, {name: its own output})``. Shared by
+    ``WeightedSum`` and the training model (which also needs each term's loss and metrics)."""
+    total, outputs = None, {}
+    for key, objective in terms.items():
+        outputs[key] = out = objective(features, batch)
+        weighted = weights[key] * out.loss
+        total = weighted if total is None else total + weighted
+    return total, outputs

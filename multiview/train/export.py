@@ -58,7 +58,7 @@ class CameraTransform:
         self.generator, self.index = generator, index
 
     def __call__(self, sample: dict) -> torch.Tensor:
-        return self.generator._view(sample, self.index, None)
+        return self.generator.camera_view(sample, self.index)
 
 
 def field_inputs(eval_views, view_to_encoder: dict[str, str], n_cameras: int = 0) -> dict[str, tuple[str, Any]]:
@@ -68,7 +68,7 @@ def field_inputs(eval_views, view_to_encoder: dict[str, str], n_cameras: int = 0
     fields: dict[str, tuple[str, Any]] = {}
     if isinstance(eval_views, FieldViews):
         for view in eval_views.view_names:
-            key, sub = eval_views._owner(view)
+            key, sub = eval_views.owner_of(view)
             sub_gen = eval_views.generators[key]
             name = getattr(sub_gen, "field", key)
             fields.setdefault(name, (view_to_encoder[view], ViewTransform(sub_gen, sub)))
@@ -90,7 +90,7 @@ def view_fields(eval_views) -> dict[str, str]:
         return {}
     owners = {}
     for view in eval_views.view_names:
-        key, _ = eval_views._owner(view)
+        key, _ = eval_views.owner_of(view)
         owners[view] = getattr(eval_views.generators[key], "field", key)
     counts = Counter(owners.values())
     return {view: name for view, name in owners.items() if counts[name] == 1}

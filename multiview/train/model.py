@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from multiview.encoders.features import Features
+from multiview.objectives.base import weighted_terms
 
 
 @dataclass
@@ -57,14 +58,9 @@ class MultiViewModel(nn.Module):
 
     def forward(self, views: Mapping[str, torch.Tensor], batch: Mapping) -> StepOutput:
         features = self.encode(views)
-        losses, metrics = {}, {}
-        total = None
-        for name, objective in self.objectives.items():
-            out = objective(features, batch)
-            losses[name] = out.loss
-            metrics.update({f"{name}/{key}": value for key, value in out.metrics.items()})
-            weighted = self.weights[name] * out.loss
-            total = weighted if total is None else total + weighted
+        total, outputs = weighted_terms(self.objectives, self.weights, features, batch)
+        losses = {name: out.loss for name, out in outputs.items()}
+        metrics = {f"{name}/{key}": value for name, out in outputs.items() for key, value in out.metrics.items()}
         return StepOutput(total, losses, metrics, features)
 
     def auxiliary_parameter_names(self) -> set[str]:

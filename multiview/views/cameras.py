@@ -259,7 +259,9 @@ class CameraViews(ViewGenerator):
         mean, std = self._mean_std[img.shape[0]]
         return (img.float() / 255.0 - mean) / std
 
-    def _view(self, sample: Mapping, cam: int, generator: torch.Generator | None) -> torch.Tensor:
+    def camera_view(self, sample: Mapping, cam: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The view of camera ``cam`` of ``sample``: resized and normalised, through ``augment`` when set (with
+        ``generator``; the generator's seed when None, which makes it deterministic)."""
         field = f"{self.prefix}{cam}"
         img = to_uint8_image(sample[field], where=f"{describe_sample(sample)} field {field!r}")
         if img.shape[0] not in (1, 3):
@@ -280,7 +282,7 @@ class CameraViews(ViewGenerator):
         out: dict[str, Any] = {}
         meta: dict[str, Any] = {}
         for name, cam in zip(self.view_names, cams):
-            out[name] = self._view(sample, cam, child_generator(generator) if self.train else None)
+            out[name] = self.camera_view(sample, cam, child_generator(generator) if self.train else None)
             direction = directions[cam] if directions is not None else torch.full((3,), float("nan"))
             meta[name] = {"camera": cam, "direction": direction}
         out[META] = meta

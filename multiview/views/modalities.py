@@ -76,7 +76,8 @@ class FieldViews(ViewGenerator):
     def view_names(self) -> tuple[str, ...]:
         return tuple(n for names in self._names.values() for n in names.values())
 
-    def _owner(self, view_name: str) -> tuple[str, str]:
+    def owner_of(self, view_name: str) -> tuple[str, str]:
+        """``(key, sub-view name)``: which entry of ``fields`` emits ``view_name``, under which of its names."""
         for key, names in self._names.items():
             for sub, name in names.items():
                 if name == view_name:
@@ -85,7 +86,7 @@ class FieldViews(ViewGenerator):
 
     def modality_of(self, view_name: str) -> str:
         """The modality of the sub-generator's view (``"image"``, ``"audio"``, ``"sensor"``)."""
-        key, sub = self._owner(view_name)
+        key, sub = self.owner_of(view_name)
         return self._modality.get(key) or self.generators[key].modality_of(sub)
 
     def generate(self, sample: Any, generator: torch.Generator) -> dict[str, Any]:
@@ -145,5 +146,5 @@ class ModalityViews(FieldViews):
         super().__init__(modalities, default_n_views=1, seed=seed, train=train)
 
     def modality_of(self, view_name: str) -> str:
-        key, _ = self._owner(view_name)
+        key, _ = self.owner_of(view_name)
         return self._modality.get(key, key)
