@@ -10,7 +10,7 @@ runs (``ShardStream`` maps each batch through its view generator's ``batch``; sa
 -- and one ``gen(sample)`` call per sample (a plain per-sample DataLoader / webdataset ``.map``). The headline
 ratio is the batched one; both are printed.
 
-    python benchmarks/views.py [--n 2000] [--batch 64]
+    python benchmarks/views.py [--n 4000] [--batch 64]
 
 The last line is JSON: ours_per_s, baseline_per_s, ratio (batched), and ours_per_sample_per_s, ratio_per_sample.
 """
@@ -78,7 +78,7 @@ def time_interleaved(fns, chunks: list[list]) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000, help="samples (each gives 2 views)")
+    parser.add_argument("--n", type=int, default=4000, help="samples (each gives 2 views)")
     parser.add_argument("--batch", type=int, default=64, help="samples per gen.batch call (the loader's batch)")
     args = parser.parse_args()
     torch.set_num_threads(1)
