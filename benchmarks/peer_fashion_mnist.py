@@ -366,10 +366,10 @@ def train(method: str, ctx: Context, steps: int) -> tuple[Run, dict]:
 
 
 # The probe feature sets. "maps" is AMDIM's r1 + r5 + r7 probe on the trunk's own maps (before any head): each map
-# average-pooled to a small grid (r7 3x3, r5 2x2, r1 1x1) and flattened, then concatenated -- the DIM/AMDIM papers
-# probe conv feature maps too, and every method (untrained and supervised included) is probed on the same layers.
-PROBE_GRIDS = {"r7": 3, "r5": 2, "r1": 1}
-PROBE_FEATURES = ("maps", "trunk", "global")
+# average-pooled to a small grid and flattened, then concatenated -- the DIM/AMDIM papers probe conv feature maps
+# too, and every method (untrained and supervised included) is probed on the same layers. "maps7" keeps r7 whole.
+PROBE_GRIDS = {"maps": {"r7": 3, "r5": 2, "r1": 1}, "maps7": {"r7": 7, "r5": 2, "r1": 1}}
+PROBE_FEATURES = (*PROBE_GRIDS, "trunk", "global")
 
 
 class ProbeFeatures(nn.Module):
@@ -379,7 +379,8 @@ class ProbeFeatures(nn.Module):
     - ``global``: ``Features.global_`` (the r1 head's output, ``[B, n_rkhs]``; CMC's and AMDIM's contrastive
       embedding itself);
     - ``trunk``: the trunk's pooled r1 before that head (``[B, embed_dim]``, SimCLR's usual probe layer);
-    - ``maps``: r7, r5 and r1 of the trunk pooled to ``PROBE_GRIDS`` (``[B, 9 C7 + 4 C5 + embed_dim]``).
+    - ``maps``: r7, r5 and r1 of the trunk average-pooled to 3x3, 2x2 and 1x1 (``[B, 9 C7 + 4 C5 + embed_dim]``);
+    - ``maps7``: the same with r7 whole (7x7: ``[B, 49 C7 + 4 C5 + embed_dim]``).
     """
 
     def __init__(self, encoder: nn.Module, sets: list[str]):
@@ -389,17 +390,15 @@ class ProbeFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Features:
         r7, r5, r1 = self.encoder.trunk.forward_intermediates(x, intermediates_only=True)
-        parts = {}
+        maps, parts = {"r7": r7, "r5": r5, "r1": r1}, {}
         for name in self.sets:
-            if name == "global":
-                parts[name] = self.encoder(x).global_
+            if name == "global":  # AmdimEncoder.forward's r1 head on the same trunk pass (no second forward)
+                parts[name] = self.encoder.heads["r1"](r1).mean(dim=(2, 3))
             elif name == "trunk":
                 parts[name] = r1.mean(dim=(2, 3))
             else:
-                maps = {"r7": r7, "r5": r5, "r1": r1}
-                parts[name] = torch.cat(
-                    [F.adaptive_avg_pool2d(maps[m], g).flatten(1) for m, g in PROBE_GRIDS.items()], dim=1
-                )
+                grids = PROBE_GRIDS[name]
+                parts[name] = torch.cat([F.adaptive_avg_pool2d(maps[m], g).flatten(1) for m, g in grids.items()], 1)
         start = 0
         for name, part in parts.items():
             self.slices[name] = slice(start, start + part.shape[1])
@@ -531,7 +530,7 @@ def main(argv=None) -> dict:
         "encoder": encoder_spec(args),
         "cmc_views": args.cmc_views,
         "probe_features": args.probe_features,
-        "probe_grids": PROBE_GRIDS,
+        "probe_grids": {f: PROBE_GRIDS[f] for f in args.probe_features if f in PROBE_GRIDS},
         "probe_search": args.probe_search,
         "pretrain_images": len(train_samples),
         "probe_train": len(probe_train),
