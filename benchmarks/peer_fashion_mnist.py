@@ -433,11 +433,11 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--probe-search",
         type=int,
-        default=10000,
+        default=5000,
         help="probe weight-decay search on a stratified subset of N train images (0: all)",
     )
     parser.add_argument("--test-limit", type=int, default=None, help="probe on the first N test images (default all)")
-    parser.add_argument("--budget-s", type=float, default=45.0, help="training CPU seconds (1 thread) per method")
+    parser.add_argument("--budget-s", type=float, default=60.0, help="training CPU seconds (1 thread) per method")
     parser.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma list of {', '.join(ALL_METHODS)}")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -451,7 +451,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--simclr-temperature", type=float, default=0.5, help="lightly NTXentLoss (its default 0.5)")
     parser.add_argument(
         "--probe-features",
-        default="maps,global",
+        default="maps",
         help=f"comma list of {', '.join(PROBE_FEATURES)} (see ProbeFeatures); the first is the headline",
     )
     parser.add_argument("--no-random-init", dest="random_init", action="store_false", help="skip the untrained row")
