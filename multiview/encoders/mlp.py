@@ -24,8 +24,8 @@ class MLPEncoder(Encoder):
 
     With ``skip``, a linear shortcut from the (normalised) input is added to the output,
     ``y = W_s x + MLP(x)`` as in DIM's residual head: the features then keep what a linear map of the input
-    carries, which the ReLU path alone learns slowly (mfeat's Karhunen-Loeve coefficients are a linear function
-    of its pixels).
+    carries, which the ReLU path alone learns slowly (mfeat's Karhunen-Loeve coefficients are nearly a linear
+    function of its pixels).
 
     Args:
         in_dim: input features F.
