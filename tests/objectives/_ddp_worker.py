@@ -25,6 +25,7 @@ OBJECTIVES = {
     "cmc_bank": dict(
         name="cmc", views=("view0", "view1"), negatives="bank", bank_size=BANK, feature_dim=8, num_negatives=16, seed=5
     ),
+    "cmc_pair_heads": dict(name="cmc", views=("view0", "view1"), pair_heads=True, feature_dim=8, head_dim=5),
 }
 
 

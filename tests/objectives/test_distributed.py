@@ -1,4 +1,4 @@
-"""A real 2-process CPU run (torchrun, gloo) of AMDIM and CMC (in-batch and memory bank).
+"""A real 2-process CPU run (torchrun, gloo) of AMDIM and CMC (in-batch, memory bank, pair heads).
 
 What is checked, per training step (2 steps, SGD in between):
 - the MEAN of the per-process losses equals the one-process loss on the global batch (every loss term is a mean
@@ -42,7 +42,7 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("kind", ["amdim", "cmc", "cmc_bank"])
+@pytest.mark.parametrize("kind", ["amdim", "cmc", "cmc_bank", "cmc_pair_heads"])
 def test_two_processes_match_one(results, kind):
     single = results[0]["single"][kind]
     ranks = [r["ddp"][kind] for r in results]
