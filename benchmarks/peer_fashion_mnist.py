@@ -21,12 +21,24 @@ interleaved, median CPU time per step) converts the budget into a step count per
 cosine schedule ends where its budget does; the CPU time each run really used is reported next to its budget.
 
 The probe (``multiview.eval.probes.linear_probe``: standardised frozen features, weight-decay search on a
-stratified validation split, L-BFGS) is trained on the first ``--probe-train`` train images and tested on the
-official 10,000-image test split, on the global features (``Features.global_``) of the deterministic evaluation
-view (the image resized to 32 px). Raw pixels go through the same probe (DATA.md: 0.847 on the full 60k split).
+stratified validation split, L-BFGS) is trained on the train images (all 60,000 by default, ``--probe-train``;
+the weight-decay search runs on a stratified subset of ``--probe-search`` of them, the final fit on all) and tested
+on the official 10,000-image test split, on the deterministic evaluation view (the image resized to 32 px). Every
+row (untrained and supervised encoders included) is probed on the same features, ``--probe-features`` (a comma
+list, the first is the headline; see ``ProbeFeatures``):
 
-    python benchmarks/peer_fashion_mnist.py     # defaults: 14 min wall at load average 2-6 on 2 shared cores
-    python benchmarks/peer_fashion_mnist.py --budget-s 10 --probe-train 2000 --test-limit 2000   # smoke run
+- ``maps`` (default): AMDIM's r1 + r5 + r7 probe on the trunk's own maps, before any head: r7 average-pooled to
+  3x3, r5 to 2x2, r1 (1x1), flattened and concatenated (1,088 dims at ndf 16). The DIM and AMDIM papers probe
+  conv feature maps as well; a vector alone throws away where in the image a feature fired.
+- ``maps7``: the same with r7 whole (7x7; 3,648 dims at ndf 16; about 3x the probe's cost).
+- ``global``: ``Features.global_`` (the r1 head's output: CMC's and AMDIM's contrastive embedding itself).
+- ``trunk``: the trunk's pooled r1 before that head (SimCLR's usual probe layer).
+
+Raw pixels go through the same probe (DATA.md: 0.847 on the full 60k split).
+
+    python benchmarks/peer_fashion_mnist.py     # defaults: 23 min wall (1,406 s) at load average 2.8-5.6, 2 cores
+    python benchmarks/peer_fashion_mnist.py --budget-s 5 --probe-train 2000 --probe-search 1000 --test-limit 1000 \
+        --methods cmc,simclr_lightly            # smoke run: about a minute
 
 Runs with ONE torch thread (OMP_NUM_THREADS=1): with more threads than free cores OpenMP spin-waits (a CMC step
 was measured 36x slower with 2 threads on this busy 2-core machine). Last line: JSON of every figure.
