@@ -7,10 +7,15 @@ directly from their own modules.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from multiview.encoders.features import Features
+
+PROBE_FEATURES = ("global", "maps")
 
 
 @dataclass
@@ -42,6 +47,20 @@ class EvalBundle:
             return xa, xb
         return _apply_head(self.pair_heads[(a, b)], xa), _apply_head(self.pair_heads[(b, a)], xb)
 
+    def with_probe_features(self, kind: str = "global", grid: int = 2) -> EvalBundle:
+        """The same bundle with encoders whose vector is what probes read: ``"global"`` the encoder's global vector
+        (unchanged); ``"maps"`` that vector followed by every local map average-pooled to ``grid x grid`` (1-D
+        maps: ``grid``) and flattened -- conv-map probes as in the DIM and AMDIM papers. Pair heads are dropped
+        (they take the global vector only)."""
+        if kind not in PROBE_FEATURES:
+            raise ValueError(f"probe features {kind!r}: expected one of {list(PROBE_FEATURES)}")
+        if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+            raise ValueError(f"probe feature grid must be an int >= 1, got {grid!r}")
+        if kind == "global":
+            return self
+        encoders = {name: PooledMaps(encoder, grid, name) for name, encoder in self.encoders.items()}
+        return replace(self, encoders=encoders, pair_heads={})
+
     def check_field(self, name: str) -> None:
         """Raise ValueError when ``name`` has no encoder or no transform."""
         missing = [
@@ -52,6 +71,40 @@ class EvalBundle:
                 f"the checkpoint has no {' or '.join(missing)} for field {name!r}; "
                 f"fields with encoders: {sorted(self.encoders)}, with transforms: {sorted(self.transforms)}"
             )
+
+
+class PooledMaps(nn.Module):
+    """An encoder wrapper for probes: ``x -> Features(cat[global_, pool(map) for each local map, by name])``.
+
+    Shapes: the wrapped encoder's ``global_ [B, D]`` and local maps ``[B, C, H, W]`` (pooled to ``[B, C * grid^2]``)
+    or ``[B, C, T]`` (pooled to ``[B, C * grid]``) -> ``global_ [B, D + sum of the pooled sizes]``.
+    """
+
+    def __init__(self, encoder: nn.Module, grid: int, field: str):
+        super().__init__()
+        self.encoder, self.grid, self.field = encoder, grid, field
+
+    def forward(self, x: torch.Tensor) -> Features:
+        out = self.encoder(x)
+        if not out.local:
+            raise ValueError(
+                f"field {self.field!r}: its encoder returns no local maps to pool (an MLP, or a timm encoder without "
+                f"local_scales); probe it with features 'global'"
+            )
+        parts = [out.global_.flatten(1)]
+        for name in sorted(out.local):
+            parts.append(_pool(out.local[name], self.grid, self.field, name).flatten(1))
+        return Features(torch.cat(parts, dim=1))
+
+
+def _pool(feature_map: torch.Tensor, grid: int, field: str, name: str) -> torch.Tensor:
+    if feature_map.dim() == 4:
+        return F.adaptive_avg_pool2d(feature_map, grid)
+    if feature_map.dim() == 3:
+        return F.adaptive_avg_pool1d(feature_map, grid)
+    raise ValueError(
+        f"field {field!r}: local map {name!r} has shape {tuple(feature_map.shape)}; expected [B, C, H, W] or [B, C, T]"
+    )
 
 
 def _apply_head(head: nn.Module, x: torch.Tensor) -> torch.Tensor:

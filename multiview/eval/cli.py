@@ -99,6 +99,14 @@ def _add_retrieval(sub) -> None:
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fields", nargs="+", help="fields to probe (default: every field with an encoder / view)")
     p.add_argument("--no-fuse", action="store_true", help="do not add the fields' concatenated features")
+    p.add_argument(
+        "--features",
+        choices=["global", "maps"],
+        default="global",
+        help="what the probe reads: the encoders' global vectors (default), or those plus every local conv map "
+        "average-pooled to --grid x --grid (the DIM / AMDIM papers' conv-map probes)",
+    )
+    p.add_argument("--grid", type=int, default=2, help="pooling grid of --features maps (default: 2)")
 
 
 def _add_linear(sub) -> None:
@@ -231,6 +239,8 @@ def _run_linear(args) -> int:
         weight_decays=args.weight_decays,
         val_fraction=args.val_fraction,
         seed=args.seed,
+        features=args.features,
+        grid=args.grid,
         **kwargs,
     )
     return _finish(report, "linear", kwargs["out_dir"])
@@ -247,6 +257,8 @@ def _run_knn(args) -> int:
         k=args.k,
         temperature=args.temperature,
         chunk_size=args.chunk_size,
+        features=args.features,
+        grid=args.grid,
         **kwargs,
     )
     return _finish(report, "knn", kwargs["out_dir"])

@@ -433,6 +433,8 @@ def _run_probe(
     bundle,
     samples_fn,
     settings,
+    features: str = "global",
+    grid: int = 2,
 ) -> dict:
     methods = resolve_methods(checkpoint, bundle, baseline, compare_baseline)
     manifest = read_manifest(data)
@@ -441,6 +443,8 @@ def _run_probe(
         from multiview.eval.bundle import load_bundle
 
         bundle = load_bundle(checkpoint)
+    if bundle is not None:
+        bundle = bundle.with_probe_features(features, grid)
     if not fields:
         fields = sorted(bundle.encoders) if bundle is not None else manifest_view_fields(manifest)
     if not fields:
@@ -478,6 +482,8 @@ def _run_probe(
             "train_split": train_split,
             "label_field": label_field,
             "baseline": "raw" if methods.baseline else None,
+            "features": features,
+            **({"grid": grid} if features != "global" else {}),
             **settings,
         },
         figures=figures,
@@ -509,9 +515,12 @@ def run_linear(
     command: Sequence[str] | str = "",
     bundle: EvalBundle | None = None,
     samples_fn: SamplesFn | None = None,
+    features: str = "global",
+    grid: int = 2,
 ) -> dict:
     """Linear probe (standardised, weight decay chosen on a validation split carved from train), per field and
-    fused; see :func:`multiview.eval.probes.linear_probe`."""
+    fused; see :func:`multiview.eval.probes.linear_probe`. ``features``: ``"global"`` (the encoders' vectors) or
+    ``"maps"`` (plus their local maps pooled to ``grid x grid``; see :meth:`EvalBundle.with_probe_features`)."""
     from multiview.eval.probes import DEFAULT_WEIGHT_DECAYS
 
     wds = tuple(weight_decays) if weight_decays else DEFAULT_WEIGHT_DECAYS
@@ -540,6 +549,8 @@ def run_linear(
         bundle=bundle,
         samples_fn=samples_fn,
         settings={"weight_decays": list(wds), "val_fraction": val_fraction, "seed": seed},
+        features=features,
+        grid=grid,
     )
 
 
@@ -565,8 +576,11 @@ def run_knn(
     command: Sequence[str] | str = "",
     bundle: EvalBundle | None = None,
     samples_fn: SamplesFn | None = None,
+    features: str = "global",
+    grid: int = 2,
 ) -> dict:
-    """Cosine kNN (k neighbours, ``exp(sim / temperature)`` votes) on frozen features, per field and fused.
+    """Cosine kNN (k neighbours, ``exp(sim / temperature)`` votes) on frozen features, per field and fused
+    (``features`` / ``grid`` as in :func:`run_linear`).
 
     Raw inputs are standardised with the train statistics first (their units differ per dimension); learned
     embeddings are used as they are, as in InstDisc.
@@ -599,6 +613,8 @@ def run_knn(
         bundle=bundle,
         samples_fn=samples_fn,
         settings={"k": k, "temperature": temperature},
+        features=features,
+        grid=grid,
     )
 
 

@@ -27,7 +27,15 @@ def run_eval_entry(entry: EvalConfig, recipe: Recipe, bundle, checkpoint: Path, 
             **common,
         )
     probe = run_linear if entry.kind == "linear" else run_knn
-    return probe(str(checkpoint), fields=entry.fields, out_dir=out_dir, command=command, **common)
+    return probe(
+        str(checkpoint),
+        fields=entry.fields,
+        features=entry.features,
+        grid=entry.grid,
+        out_dir=out_dir,
+        command=command,
+        **common,
+    )
 
 
 def run_recipe_eval(recipe: Recipe, checkpoint: Path, out_root: Path | None = None) -> list[dict]:

@@ -118,6 +118,8 @@ class EvalConfig:
     gallery: str | None = None
     fields: list[str] | None = None
     all_pairs: bool = False
+    features: Literal["global", "maps"] = "global"  # linear / knn: what the probe reads (see multiview eval linear)
+    grid: int = 2  # pooling grid of features "maps"
 
 
 @dataclass
@@ -297,6 +299,7 @@ def _check_semantics(recipe: Recipe, validator: _Validator) -> None:
         "train.epochs": train.epochs or 1,
         "log.every": recipe.log.every,
         "checkpoint.keep": recipe.checkpoint.keep,
+        **{f"eval[{i}].grid": entry.grid for i, entry in enumerate(recipe.eval)},
     }
     for key, value in positives.items():
         if value <= 0:

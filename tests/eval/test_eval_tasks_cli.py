@@ -363,3 +363,56 @@ def test_cli_on_a_tiny_shard_set_with_baseline_raw(tmp_path, capsys):
     knn = json.loads((out / "k" / "knn.json").read_text())
     assert knn["results"]["raw"]["acc"]["top1"] > 0.9
     assert (out / "r" / "retrieval.md").is_file() and any((out / "r").glob("grid_*.png"))
+
+
+# ------------------------------------------------------------------------------------------------ probe features
+
+
+class MapEncoder(nn.Module):
+    """``[B, 6]`` -> global = x[:, :2]; a 2-D map ``[B, 2, 4, 4]`` whose top-left quadrant holds x[:, 2:4] and
+    the rest 0; a 1-D map ``[B, 1, 4]`` holding x[:, 4] in its first half."""
+
+    def forward(self, x: torch.Tensor) -> Features:
+        b = x.shape[0]
+        grid = torch.zeros(b, 2, 4, 4)
+        grid[:, :, :2, :2] = x[:, 2:4, None, None]
+        line = torch.zeros(b, 1, 4)
+        line[:, 0, :2] = x[:, 4:5]
+        return Features(x[:, :2], {"s8": grid, "t": line})
+
+
+def test_probe_features_maps_pool_every_local_map_by_name():
+    maps = EvalBundle(encoders={"a": MapEncoder()}, transforms={"a": lambda s: s["a"]}).with_probe_features("maps", 2)
+    x = torch.arange(12.0).reshape(2, 6)
+    got = maps.encoders["a"](x).global_
+    # global (2) + s8 pooled 2x2 (2 channels x 4 cells: the top-left cell is x[2:4]) + t pooled to 2 (x[4], 0)
+    assert got.shape == (2, 2 + 8 + 2)
+    torch.testing.assert_close(got[:, :2], x[:, :2])
+    torch.testing.assert_close(got[:, 2:10].reshape(2, 2, 2, 2)[:, :, 0, 0], x[:, 2:4])
+    assert got[:, 2:10].reshape(2, 2, 2, 2)[:, :, 1, 1].abs().sum() == 0
+    torch.testing.assert_close(got[:, 10:], torch.stack([x[:, 4], torch.zeros(2)], 1))
+
+
+def test_probe_features_errors_and_global_is_unchanged():
+    plain = bundle()
+    assert plain.with_probe_features("global") is plain
+    with pytest.raises(ValueError, match="field 'a': its encoder returns no local maps"):
+        plain.with_probe_features("maps").encoders["a"](torch.zeros(1, DIM))
+    with pytest.raises(ValueError, match="expected one of \\['global', 'maps'\\]"):
+        plain.with_probe_features("pixels")
+    with pytest.raises(ValueError, match="grid must be an int >= 1"):
+        plain.with_probe_features("maps", 0)
+
+
+def test_run_linear_on_pooled_maps_reads_what_the_global_vector_lacks(tmp_path):
+    # The label is x[0] > 0 (see make_samples): the global vector of MapEncoder holds x[:2], so both probes see it;
+    # a label on x[2] would only be readable from the maps. Relabel to x[2] > 0 and compare.
+    relabelled = {k: [{**s, "label": int(s["a"][2] > 0)} for s in v] for k, v in SPLITS.items()}
+    enc = EvalBundle(encoders={"a": MapEncoder()}, transforms={"a": lambda s: s["a"]})
+    kwargs = dict(data=tmp_path, fields=["a"], bundle=enc, samples_fn=lambda split: iter(relabelled[split]))
+    kwargs |= dict(compare_baseline=False, weight_decays=(1e-3,), plots=False)
+    glob = tasks.run_linear(None, out_dir=tmp_path / "g", **kwargs)
+    maps = tasks.run_linear(None, out_dir=tmp_path / "m", features="maps", grid=2, **kwargs)
+    assert maps["results"]["learned"]["a"]["top1"] > 0.95 > 0.8 > glob["results"]["learned"]["a"]["top1"]
+    assert maps["settings"]["features"] == "maps" and maps["settings"]["grid"] == 2
+    assert glob["settings"]["features"] == "global" and "grid" not in glob["settings"]
