@@ -15,7 +15,7 @@ from torch import nn
 
 from multiview.encoders.features import Features
 
-PROBE_FEATURES = ("global", "maps")
+PROBE_FEATURES = ("global", "maps", "trunk")
 
 
 @dataclass
@@ -50,15 +50,18 @@ class EvalBundle:
     def with_probe_features(self, kind: str = "global", grid: int = 2) -> EvalBundle:
         """The same bundle with encoders whose vector is what probes read: ``"global"`` the encoder's global vector
         (unchanged); ``"maps"`` that vector followed by every local map average-pooled to ``grid x grid`` (1-D
-        maps: ``grid``) and flattened -- conv-map probes as in the DIM and AMDIM papers. Pair heads are dropped
-        (they take the global vector only)."""
+        maps: ``grid``) and flattened -- conv-map probes as in the DIM and AMDIM papers; ``"trunk"`` the pooled
+        trunk output before the encoder's projection head (encoders with ``trunk_forward``, e.g. timm ones: a
+        projection head trained by a contrastive loss can drop what a probe needs, as SimCLR reports). Pair heads
+        are dropped (they take the global vector only)."""
         if kind not in PROBE_FEATURES:
             raise ValueError(f"probe features {kind!r}: expected one of {list(PROBE_FEATURES)}")
         if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
             raise ValueError(f"probe feature grid must be an int >= 1, got {grid!r}")
         if kind == "global":
             return self
-        encoders = {name: PooledMaps(encoder, grid, name) for name, encoder in self.encoders.items()}
+        wrap = PooledMaps if kind == "maps" else TrunkOutput
+        encoders = {name: wrap(encoder, grid, name) for name, encoder in self.encoders.items()}
         return replace(self, encoders=encoders, pair_heads={})
 
     def check_field(self, name: str) -> None:
@@ -95,6 +98,23 @@ class PooledMaps(nn.Module):
         for name in sorted(out.local):
             parts.append(_pool(out.local[name], self.grid, self.field, name).flatten(1))
         return Features(torch.cat(parts, dim=1))
+
+
+class TrunkOutput(nn.Module):
+    """An encoder wrapper for probes: ``x -> Features(pooled trunk output [B, F])``, before the projection head."""
+
+    def __init__(self, encoder: nn.Module, grid: int, field: str):
+        super().__init__()
+        if not callable(getattr(encoder, "trunk_forward", None)):
+            raise ValueError(
+                f"field {field!r}: its encoder ({type(encoder).__name__}) has no trunk_forward to read the trunk "
+                f"before its head (timm encoders have one); probe it with features 'global' or 'maps'"
+            )
+        self.encoder, self.field = encoder, field
+
+    def forward(self, x: torch.Tensor) -> Features:
+        pooled, _ = self.encoder.trunk_forward(x)
+        return Features(pooled.flatten(1))
 
 
 def _pool(feature_map: torch.Tensor, grid: int, field: str, name: str) -> torch.Tensor:

@@ -101,10 +101,11 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fuse", action="store_true", help="do not add the fields' concatenated features")
     p.add_argument(
         "--features",
-        choices=["global", "maps"],
+        choices=["global", "maps", "trunk"],
         default="global",
-        help="what the probe reads: the encoders' global vectors (default), or those plus every local conv map "
-        "average-pooled to --grid x --grid (the DIM / AMDIM papers' conv-map probes)",
+        help="what the probe reads: the encoders' global vectors (default); those plus every local conv map "
+        "average-pooled to --grid x --grid (maps: the DIM / AMDIM papers' conv-map probes); or the pooled trunk "
+        "output before the projection head (trunk: timm encoders)",
     )
     p.add_argument("--grid", type=int, default=2, help="pooling grid of --features maps (default: 2)")
 

@@ -483,7 +483,7 @@ def _run_probe(
             "label_field": label_field,
             "baseline": "raw" if methods.baseline else None,
             "features": features,
-            **({"grid": grid} if features != "global" else {}),
+            **({"grid": grid} if features == "maps" else {}),
             **settings,
         },
         figures=figures,
@@ -520,7 +520,8 @@ def run_linear(
 ) -> dict:
     """Linear probe (standardised, weight decay chosen on a validation split carved from train), per field and
     fused; see :func:`multiview.eval.probes.linear_probe`. ``features``: ``"global"`` (the encoders' vectors) or
-    ``"maps"`` (plus their local maps pooled to ``grid x grid``; see :meth:`EvalBundle.with_probe_features`)."""
+    ``"maps"`` (plus their local maps pooled to ``grid x grid``) or ``"trunk"`` (before the projection head); see
+    :meth:`EvalBundle.with_probe_features`."""
     from multiview.eval.probes import DEFAULT_WEIGHT_DECAYS
 
     wds = tuple(weight_decays) if weight_decays else DEFAULT_WEIGHT_DECAYS

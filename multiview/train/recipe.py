@@ -118,7 +118,9 @@ class EvalConfig:
     gallery: str | None = None
     fields: list[str] | None = None
     all_pairs: bool = False
-    features: Literal["global", "maps"] = "global"  # linear / knn: what the probe reads (see multiview eval linear)
+    features: Literal["global", "maps", "trunk"] = (
+        "global"  # linear / knn: what the probe reads (see multiview eval linear)
+    )
     grid: int = 2  # pooling grid of features "maps"
 
 

@@ -398,7 +398,7 @@ def test_probe_features_errors_and_global_is_unchanged():
     assert plain.with_probe_features("global") is plain
     with pytest.raises(ValueError, match="field 'a': its encoder returns no local maps"):
         plain.with_probe_features("maps").encoders["a"](torch.zeros(1, DIM))
-    with pytest.raises(ValueError, match="expected one of \\['global', 'maps'\\]"):
+    with pytest.raises(ValueError, match="expected one of \\['global', 'maps', 'trunk'\\]"):
         plain.with_probe_features("pixels")
     with pytest.raises(ValueError, match="grid must be an int >= 1"):
         plain.with_probe_features("maps", 0)
@@ -416,3 +416,16 @@ def test_run_linear_on_pooled_maps_reads_what_the_global_vector_lacks(tmp_path):
     assert maps["results"]["learned"]["a"]["top1"] > 0.95 > 0.8 > glob["results"]["learned"]["a"]["top1"]
     assert maps["settings"]["features"] == "maps" and maps["settings"]["grid"] == 2
     assert glob["settings"]["features"] == "global" and "grid" not in glob["settings"]
+
+
+def test_probe_features_trunk_reads_before_the_projection_head():
+    from multiview.encoders.timm_encoder import TimmEncoder
+
+    enc = TimmEncoder("test_resnet", in_chans=1, out_dim=7).eval()
+    trunk = EvalBundle(encoders={"img": enc}, transforms={}).with_probe_features("trunk")
+    x = torch.randn(3, 1, 32, 32)
+    got = trunk.encoders["img"](x).global_
+    torch.testing.assert_close(got, enc.trunk_forward(x)[0])
+    assert got.shape[1] == enc.trunk.num_features != enc(x).global_.shape[1] == 7
+    with pytest.raises(ValueError, match="field 'a': its encoder \\(LinearEncoder\\) has no trunk_forward"):
+        bundle().with_probe_features("trunk")
