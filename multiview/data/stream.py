@@ -316,7 +316,12 @@ class ShardStream(IterableDataset):
         generators = [sample_generator(self.seed, self.epoch, sample["__key__"]) for sample in samples]
         batch_fn = getattr(self.map_fn, "batch", None)
         if callable(batch_fn) and len(samples) > 1:
-            outs = batch_fn(samples, generators=generators)
+            outs = list(batch_fn(samples, generators=generators))
+            if len(outs) != len(samples):
+                raise ValueError(
+                    f"map_fn.batch of {type(self.map_fn).__name__} returned {len(outs)} items for {len(samples)} "
+                    f"samples; expected one per sample"
+                )
         else:
             outs = [self.map_fn(sample, g) for sample, g in zip(samples, generators)]
         items = []

@@ -73,3 +73,20 @@ def test_a_batched_map_fn_gives_the_same_batches_as_a_per_sample_one(tmp_path):
         torch.testing.assert_close(got["view0"], want["view0"], atol=1e-5, rtol=0)
         torch.testing.assert_close(got["view1"], want["view1"], atol=1e-5, rtol=0)
     assert len(calls) == 12  # 10 samples + 2 pads, one call each
+
+
+def test_a_batched_map_fn_must_return_one_item_per_sample(tmp_path):
+    data = pytest.importorskip("multiview.data")
+    samples = [{"__key__": f"s{i}", "x.npy": np.full(3, i, dtype=np.float32)} for i in range(4)]
+    data.write_dataset(tmp_path / "toy", {"train": samples}, builder="test_views")
+
+    class DropsOne:
+        def __call__(self, sample, generator):
+            return {"x": sample["x"]}
+
+        def batch(self, samples, generators):
+            return [{"x": s["x"]} for s in samples[1:]]
+
+    stream = data.ShardStream(tmp_path / "toy", "train", map_fn=DropsOne(), batch_size=4)
+    with pytest.raises(ValueError, match="map_fn.batch of DropsOne returned 3 items for 4 samples"):
+        next(iter(stream))
