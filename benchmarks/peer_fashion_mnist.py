@@ -60,6 +60,7 @@ from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
@@ -228,7 +229,9 @@ class Context:
         self.args, self.shards, self.run_dir = args, shards, run_dir
         self.train_images, self.eval_view = train_images, eval_view
         self._pil = None
-        self.labelled_train: list[dict] = []
+        self.labelled_train: list[dict] = []  # the train samples with their labels (supervised baseline)
+        self.probe_train: list[dict] = []  # the probe's train samples (``--probe-train``)
+        self.test_samples: list[dict] = []
 
     def pil_images(self):
         if self._pil is None:
@@ -263,6 +266,7 @@ def build_simclr_lightly(ctx: Context, steps: int, tag: str) -> Run:
 
     args = ctx.args
     torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # lightly's GaussianBlur draws from numpy's global generator
     transform = SimCLRTransform(input_size=32, normalize={"mean": [FM_MEAN], "std": [FM_STD]})
     images = ctx.pil_images()
 
@@ -374,6 +378,68 @@ def train(method: str, ctx: Context, steps: int) -> tuple[Run, dict]:
     return run, stats
 
 
+def run_task(ctx: Context, task: str, steps: int) -> dict:
+    """Train ``task`` for ``steps`` (none for ``random_init``: the untrained encoder, what training adds on top of
+    the architecture) and probe it; its figures."""
+    if task == "random_init":
+        torch.manual_seed(ctx.args.seed)
+        start = time.process_time()
+        stats = probe(make_encoder(ctx.args), ctx, ctx.probe_train, ctx.test_samples)
+        stats["probe_cpu_s"] = round(time.process_time() - start, 1)
+        return stats
+    run, stats = train(task, ctx, steps)
+    start = time.process_time()
+    stats.update(probe(run.encoder, ctx, ctx.probe_train, ctx.test_samples))
+    stats["probe_cpu_s"] = round(time.process_time() - start, 1)
+    stats["samples_per_cpu_s"] = round(stats["samples_seen"] / max(stats["cpu_s"], 1e-9), 1)
+    return stats
+
+
+def describe(task: str, stats: dict) -> str:
+    if task == "random_init":
+        return f"random init: linear top-1 {stats['linear_top1']:.4f}"
+    return (f"{task}: {stats['steps']} steps in {stats['cpu_s']} CPU s ({stats['wall_s']} s wall), "
+            f"linear top-1 {stats['linear_top1']:.4f}")  # fmt: skip
+
+
+def load_context(args, run_dir: Path) -> Context:
+    """The shards, the evaluation view and the sample lists every task reads."""
+    shards = ensure_shards(Path(args.shards), args.train_limit)
+    train_samples = list(iter_samples(shards, "train", fields=["image", "label"]))
+    ctx = Context(args, shards, run_dir, [s["image"] for s in train_samples], eval_view_fn())
+    ctx.labelled_train = train_samples
+    ctx.probe_train = train_samples[: args.probe_train] if args.probe_train else train_samples
+    ctx.test_samples = take(iter_samples(shards, "test", fields=["image", "label"]), args.test_limit)
+    return ctx
+
+
+_WORKER_CTX: Context | None = None
+
+
+def _worker_init(args, run_dir: Path) -> None:
+    global _WORKER_CTX
+    torch.set_num_threads(1)
+    _WORKER_CTX = load_context(args, run_dir)
+
+
+def _worker_run(task: str, steps: int) -> dict:
+    return run_task(_WORKER_CTX, task, steps)
+
+
+def run_in_processes(args, run_dir: Path, jobs: dict[str, tuple[str, int]]):
+    """Yield ``(task, figures)`` of every job as it completes, ``args.jobs`` fresh processes (spawned, one torch
+    thread each) working through them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init,
+                             initargs=(args, run_dir)) as pool:  # fmt: skip
+        futures = {pool.submit(_worker_run, *job): task for task, job in jobs.items()}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
 # ------------------------------------------------------------------------------------------------ probe
 
 
@@ -470,9 +536,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--calib-warm", type=int, default=2)
     parser.add_argument("--calib-steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train and probe this many methods at once, each in its own process with one thread (2 on 2 cores "
+        "halves the wall time; budgets are CPU seconds, so a method's figures do not depend on its neighbour)",
+    )
     parser.add_argument("--run-dir", default=None, help="where our runs go (default: a temporary folder)")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.jobs < 1:
+        parser.error(f"--jobs: expected >= 1, got {args.jobs}")
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown or not methods:
         parser.error(f"--methods: unknown {unknown}; expected a comma list of {', '.join(ALL_METHODS)}")
@@ -488,14 +563,8 @@ def main(argv=None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.run_dir) if args.run_dir else Path(tmp)
-        shards = ensure_shards(Path(args.shards), args.train_limit)
-        eval_view = eval_view_fn()
-        probe_limit = args.probe_train or None
-        train_samples = list(iter_samples(shards, "train", fields=["image", "label"]))
-        probe_train = train_samples[:probe_limit] if probe_limit else train_samples
-        test_samples = take(iter_samples(shards, "test", fields=["image", "label"]), args.test_limit)
-        ctx = Context(args, shards, run_dir, [s["image"] for s in train_samples], eval_view)
-        ctx.labelled_train = train_samples
+        ctx = load_context(args, run_dir)
+        train_samples, probe_train, test_samples = ctx.labelled_train, ctx.probe_train, ctx.test_samples
         print(f"data: {len(train_samples)} pretraining images, probe {len(probe_train)} train / "
               f"{len(test_samples)} test (official test split)", flush=True)  # fmt: skip
 
@@ -513,23 +582,19 @@ def main(argv=None) -> dict:
         print("calibration (median CPU s/step): " + ", ".join(f"{m} {per_step[m]:.3f} -> {steps[m]} steps"
               for m in methods), flush=True)  # fmt: skip
 
-        if args.random_init:  # the untrained encoder: what training adds on top of the architecture
-            torch.manual_seed(args.seed)
-            start = time.process_time()
-            results["random_init"] = probe(make_encoder(args), ctx, probe_train, test_samples)
-            results["random_init"]["probe_cpu_s"] = round(time.process_time() - start, 1)
-            print(f"random init: linear top-1 {results['random_init']['linear_top1']:.4f}", flush=True)
-        for m in methods:
-            run, stats = train(m, ctx, steps[m])
-            start = time.process_time()
-            stats.update(probe(run.encoder, ctx, probe_train, test_samples))
-            stats["probe_cpu_s"] = round(time.process_time() - start, 1)
-            stats["calib_cpu_s_per_step"] = round(per_step[m], 4)
-            stats["samples_per_cpu_s"] = round(stats["samples_seen"] / max(stats["cpu_s"], 1e-9), 1)
-            results[m] = stats
+        tasks = (["random_init"] if args.random_init else []) + methods
+        jobs = {task: (task, steps.get(task, 0)) for task in tasks}
+        if args.jobs == 1:
+            outcomes = ((task, run_task(ctx, *jobs[task])) for task in tasks)
+        else:  # one process per task at a time; CPU-second budgets make them independent of each other's load
+            outcomes = run_in_processes(args, run_dir, jobs)
+        for task, stats in outcomes:
+            if task in per_step:
+                stats["calib_cpu_s_per_step"] = round(per_step[task], 4)
+            results[task] = stats
             loads.append(os.getloadavg()[0])
-            print(f"{m}: {stats['steps']} steps in {stats['cpu_s']} CPU s ({stats['wall_s']} s wall), "
-                  f"linear top-1 {stats['linear_top1']:.4f}", flush=True)  # fmt: skip
+            print(describe(task, stats), flush=True)
+        results.update({t: results.pop(t) for t in tasks})  # the table in the order asked, not of completion
 
     ours = [m for m in ("amdim", "dim", "cmc") if m in results]
     summary = {
