@@ -55,6 +55,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -284,7 +285,7 @@ def build_simclr_lightly(ctx: Context, steps: int, tag: str) -> Run:
     encoder = make_encoder(args)
     head = SimCLRProjectionHead(args.n_rkhs, args.n_rkhs, 128)
     criterion = NTXentLoss(temperature=args.simclr_temperature)
-    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=args.lr)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=args.simclr_lr)
     scheduler = warmup_cosine(optimizer, steps, args.warmup)
     batches = cycle(loader)
     encoder.train()
@@ -416,10 +417,19 @@ def load_context(args, run_dir: Path) -> Context:
 _WORKER_CTX: Context | None = None
 
 
-def _worker_init(args, run_dir: Path) -> None:
+def _worker_init(args, run_dir: Path, parent_pid: int) -> None:
     global _WORKER_CTX
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     _WORKER_CTX = load_context(args, run_dir)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A killed benchmark (``kill``, not Ctrl-C, which reaches the whole process group) must not leave its workers
+    training on: they would eat the CPU of whatever runs next."""
+    while os.getppid() == parent_pid:
+        time.sleep(2.0)
+    os._exit(1)
 
 
 def _worker_run(task: str, steps: int) -> dict:
@@ -434,7 +444,7 @@ def run_in_processes(args, run_dir: Path, jobs: dict[str, tuple[str, int]]):
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init,
-                             initargs=(args, run_dir)) as pool:  # fmt: skip
+                             initargs=(args, run_dir, os.getpid())) as pool:  # fmt: skip
         futures = {pool.submit(_worker_run, *job): task for task, job in jobs.items()}
         for future in as_completed(futures):
             yield futures[future], future.result()
@@ -511,25 +521,28 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--probe-search",
         type=int,
-        default=5000,
+        default=10000,
         help="probe weight-decay search on a stratified subset of N train images (0: all)",
     )
     parser.add_argument("--test-limit", type=int, default=None, help="probe on the first N test images (default all)")
-    parser.add_argument("--budget-s", type=float, default=60.0, help="training CPU seconds (1 thread) per method")
+    parser.add_argument("--budget-s", type=float, default=300.0, help="training CPU seconds (1 thread) per method")
     parser.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma list of {', '.join(ALL_METHODS)}")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=4e-3, help="Adam learning rate of ours and the supervised run")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up steps (at most a tenth of a run)")
     parser.add_argument("--ndf", type=int, default=16, help="AMDIM trunk base width (shared by every method)")
     parser.add_argument("--embed-dim", type=int, default=256, help="AMDIM trunk output width")
     parser.add_argument("--n-depth", type=int, default=1, help="extra 1x1 blocks per trunk stage")
     parser.add_argument("--n-rkhs", type=int, default=128, help="feature dim D of the encoder outputs")
     parser.add_argument("--cmc-views", default="amdim", choices=("amdim", "simclr"), help="our view generator for CMC")
-    parser.add_argument("--cmc-temperature", type=float, default=0.1)
-    parser.add_argument("--simclr-temperature", type=float, default=0.5, help="lightly NTXentLoss (its default 0.5)")
+    parser.add_argument("--cmc-temperature", type=float, default=0.5)
+    parser.add_argument("--simclr-lr", type=float, default=2e-3, help="Adam learning rate of lightly's SimCLR")
+    parser.add_argument(
+        "--simclr-temperature", type=float, default=0.2, help="lightly NTXentLoss temperature (lightly's default: 0.5)"
+    )
     parser.add_argument(
         "--probe-features",
-        default="maps",
+        default="maps7",
         help=f"comma list of {', '.join(PROBE_FEATURES)} (see ProbeFeatures); the first is the headline",
     )
     parser.add_argument("--no-random-init", dest="random_init", action="store_false", help="skip the untrained row")
@@ -539,7 +552,7 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
+        default=min(2, os.cpu_count() or 1),
         help="train and probe this many methods at once, each in its own process with one thread (2 on 2 cores "
         "halves the wall time; budgets are CPU seconds, so a method's figures do not depend on its neighbour)",
     )
@@ -604,6 +617,9 @@ def main(argv=None) -> dict:
         "load_avg_1min_seen": [round(v, 2) for v in loads],
         "batch": args.batch,
         "lr": args.lr,
+        "simclr_lr": args.simclr_lr,
+        "cmc_temperature": args.cmc_temperature,
+        "simclr_temperature": args.simclr_temperature,
         "encoder": encoder_spec(args),
         "cmc_views": args.cmc_views,
         "probe_features": args.probe_features,
