@@ -2,8 +2,10 @@
 SimCLR, a supervised encoder and raw pixels, all probed by the same linear probe.
 
 Every learned method trains the SAME encoder (multiview's padding-free AMDIM trunk at 32 px, ``--ndf`` /
-``--embed-dim`` / ``--n-rkhs``, one grey channel) with the same batch, optimiser (Adam, ``--lr``, warm-up + cosine)
-and the same training budget in CPU seconds of ONE thread (``--budget-s``):
+``--embed-dim`` / ``--n-rkhs``, one grey channel) with the same batch, optimiser (Adam with warm-up + cosine) and
+the same training budget in CPU seconds of ONE thread (``--budget-s``). The learning rates and temperatures are each
+side's best cell of the same small grid (benchmarks/README.md): ours and the supervised run ``--lr 4e-3``, CMC
+``--cmc-temperature 0.5``; lightly ``--simclr-lr 2e-3``, ``--simclr-temperature 0.2`` (its default 0.5 scored lower).
 
 - ours (amdim, dim, cmc): a recipe dict validated by ``multiview.train.recipe.validate_recipe`` and run by
   ``multiview.train.loop.Trainer.fit`` -- exactly what ``multiview pretrain`` runs (shards streamed from disk, views
@@ -11,7 +13,7 @@ and the same training budget in CPU seconds of ONE thread (``--budget-s``):
   ``colorsplit`` generator refuses grey images): CMC contrasts two augmentation views (``--cmc-views``).
 - lightly (simclr): its own plain loop -- ``lightly.transforms.SimCLRTransform`` (defaults, 32 px, one-channel
   normalisation) on PIL images in a DataLoader, ``lightly.models.modules.SimCLRProjectionHead``,
-  ``lightly.loss.NTXentLoss`` (default temperature 0.5).
+  ``lightly.loss.NTXentLoss`` (``--simclr-temperature``).
 - supervised: a plain cross-entropy loop, the encoder plus a linear classifier, on the evaluation views (+ flips).
 
 The budget is CPU time, not wall time: other jobs share this machine's 2 cores and the load changes from minute
@@ -22,23 +24,26 @@ cosine schedule ends where its budget does; the CPU time each run really used is
 
 The probe (``multiview.eval.probes.linear_probe``: standardised frozen features, weight-decay search on a
 stratified validation split, L-BFGS) is trained on the train images (all 60,000 by default, ``--probe-train``;
-the weight-decay search runs on a stratified subset of ``--probe-search`` of them, the final fit on all) and tested
+the weight-decay search runs on a stratified subset of ``--probe-search`` (10,000) of them, the final fit on all) and tested
 on the official 10,000-image test split, on the deterministic evaluation view (the image resized to 32 px). Every
 row (untrained and supervised encoders included) is probed on the same features, ``--probe-features`` (a comma
 list, the first is the headline; see ``ProbeFeatures``):
 
-- ``maps`` (default): AMDIM's r1 + r5 + r7 probe on the trunk's own maps, before any head: r7 average-pooled to
-  3x3, r5 to 2x2, r1 (1x1), flattened and concatenated (1,088 dims at ndf 16). The DIM and AMDIM papers probe
-  conv feature maps as well; a vector alone throws away where in the image a feature fired.
-- ``maps7``: the same with r7 whole (7x7; 3,648 dims at ndf 16; about 3x the probe's cost).
+- ``maps7`` (default): AMDIM's r1 + r5 + r7 probe on the trunk's own maps, before any head: r7 whole (7x7), r5
+  average-pooled to 2x2, r1 (1x1), flattened and concatenated (3,648 dims at ndf 16). The DIM and AMDIM papers
+  probe conv feature maps as well; a vector alone throws away where in the image a feature fired.
+- ``maps``: the same with r7 pooled to 3x3 (1,088 dims; about a third of the probe's cost).
 - ``global``: ``Features.global_`` (the r1 head's output: CMC's and AMDIM's contrastive embedding itself).
 - ``trunk``: the trunk's pooled r1 before that head (SimCLR's usual probe layer).
 
 Raw pixels go through the same probe (DATA.md: 0.847 on the full 60k split).
 
-    python benchmarks/peer_fashion_mnist.py     # defaults: 23 min wall (1,406 s) at load average 2.8-5.6, 2 cores
+    python benchmarks/peer_fashion_mnist.py     # defaults: 44 min wall (2,655 s, --jobs 2) on 2 shared cores
     python benchmarks/peer_fashion_mnist.py --budget-s 5 --probe-train 2000 --probe-search 1000 --test-limit 1000 \
-        --methods cmc,simclr_lightly            # smoke run: about a minute
+        --probe-features maps --methods cmc,simclr_lightly   # smoke run: about a minute
+
+``--jobs N`` (default 2 on a machine with 2+ cores) trains and probes N methods at once, each in its own process
+with one thread; the budgets are CPU seconds, so a method's figures do not depend on what runs beside it.
 
 Runs with ONE torch thread (OMP_NUM_THREADS=1): with more threads than free cores OpenMP spin-waits (a CMC step
 was measured 36x slower with 2 threads on this busy 2-core machine). Last line: JSON of every figure.
