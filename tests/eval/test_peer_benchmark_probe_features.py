@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "peer_fashion_mnist.py"
@@ -40,3 +41,16 @@ def test_probe_features_slices_match_each_set_and_global_matches_the_encoder():
     torch.testing.assert_close(maps7[:, : 49 * c7], r7.flatten(1))  # r7 whole, in channel-major order
     maps = out[:, features.slices["maps"]]
     torch.testing.assert_close(maps[:, : c7 * 9].reshape(3, c7, 3, 3)[..., 1, 1], r7[..., 2:5, 2:5].mean((2, 3)))
+
+
+def test_bad_arguments_are_refused_before_any_work_with_the_flag_named(capsys):
+    bench = load_benchmark()
+    for argv, flag in (
+        (["--jobs", "0"], "--jobs: expected >= 1, got 0"),
+        (["--methods", "cmc,byol"], "--methods: unknown ['byol']"),
+        (["--probe-features", "maps,maps"], "--probe-features: got ['maps', 'maps']"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            bench.main(argv)
+        assert exit_.value.code == 2
+        assert flag in capsys.readouterr().err
