@@ -441,7 +441,7 @@ def _worker_run(task: str, steps: int) -> dict:
     return run_task(_WORKER_CTX, task, steps)
 
 
-def run_in_processes(args, run_dir: Path, jobs: dict[str, tuple[str, int]]):
+def run_in_processes(args, run_dir: Path, jobs: dict[str, int]):
     """Yield ``(task, figures)`` of every job as it completes, ``args.jobs`` fresh processes (spawned, one torch
     thread each) working through them."""
     import multiprocessing
@@ -450,7 +450,7 @@ def run_in_processes(args, run_dir: Path, jobs: dict[str, tuple[str, int]]):
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init,
                              initargs=(args, run_dir, os.getpid())) as pool:  # fmt: skip
-        futures = {pool.submit(_worker_run, *job): task for task, job in jobs.items()}
+        futures = {pool.submit(_worker_run, task, n): task for task, n in jobs.items()}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
@@ -558,8 +558,8 @@ def main(argv=None) -> dict:
         "--jobs",
         type=int,
         default=min(2, os.cpu_count() or 1),
-        help="train and probe this many methods at once, each in its own process with one thread (2 on 2 cores "
-        "halves the wall time; budgets are CPU seconds, so a method's figures do not depend on its neighbour)",
+        help="train and probe this many methods at once, each in its own process with one thread (budgets are CPU "
+        "seconds, so a method's figures do not depend on its neighbour)",
     )
     parser.add_argument("--run-dir", default=None, help="where our runs go (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -601,9 +601,9 @@ def main(argv=None) -> dict:
               for m in methods), flush=True)  # fmt: skip
 
         tasks = (["random_init"] if args.random_init else []) + methods
-        jobs = {task: (task, steps.get(task, 0)) for task in tasks}
+        jobs = {task: steps.get(task, 0) for task in tasks}  # random_init trains for no step
         if args.jobs == 1:
-            outcomes = ((task, run_task(ctx, *jobs[task])) for task in tasks)
+            outcomes = ((task, run_task(ctx, task, n)) for task, n in jobs.items())
         else:  # one process per task at a time; CPU-second budgets make them independent of each other's load
             outcomes = run_in_processes(args, run_dir, jobs)
         for task, stats in outcomes:
