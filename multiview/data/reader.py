@@ -18,20 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from multiview.data.errors import ErrorPolicy, ShardError
 from multiview.data.fields import FieldError, decode_value
 from multiview.data.manifest import load_manifest, split_entry
-
-
-class ShardError(ValueError):
-    """A shard, a sample or a field cannot be read or decoded.
-
-    Attributes ``shard``, ``key``, ``field`` and ``cause`` hold the parts of the message.
-    """
-
-    def __init__(self, shard: str, cause: str, key: str | None = None, field: str | None = None):
-        self.shard, self.key, self.field, self.cause = shard, key, field, cause
-        where = shard + (f", key {key!r}" if key is not None else "") + (f", field {field!r}" if field else "")
-        super().__init__(f"{where}: {cause}")
 
 
 @dataclass(frozen=True)
@@ -313,14 +302,12 @@ def iter_samples(
     Yields:
         Decoded sample dicts (see docs/architecture.md section 1).
     """
-    from multiview.data.stream import ErrorPolicy
-
     policy = ErrorPolicy(on_error, f"iter_samples({root}, {split!r})")
     reader = ShardReader(root, split, fields)
     try:
         for shard, count in enumerate(reader.counts):
             for j in range(count):
-                sample = policy.attempt(reader, shard, j)
+                sample = policy.attempt(reader.read, shard, j)
                 if sample is not None:
                     yield sample
     finally:

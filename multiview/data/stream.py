@@ -21,84 +21,30 @@ loader, move batches to the device yourself.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
-from multiview.data.reader import ShardError, ShardReader
+from multiview.data.batching import (  # noqa: F401 (re-exported: the public names of this module until 0.1)
+    Batch,
+    ShardLoader,
+    collate,
+    make_loader,
+    map_samples,
+    resolve_rank,
+    sample_generator,
+    stable_seed,
+)
+from multiview.data.errors import ON_ERROR, ErrorPolicy, ShardError
+from multiview.data.reader import ShardReader
 
 log = logging.getLogger(__name__)
 TAILS = ("drop", "pad")
-ON_ERROR = ("raise", "skip")
-
-
-class ErrorPolicy:
-    """Applies ``on_error``: re-raise, or log the skip and count it (``report()`` logs the total)."""
-
-    def __init__(self, on_error: str, where: str):
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error is {on_error!r}; expected one of {ON_ERROR}")
-        self.on_error, self.where, self.skipped = on_error, where, 0
-        self._logged: set[str] = set()
-
-    def attempt(self, reader: ShardReader, shard: int, j: int) -> dict[str, Any] | None:
-        try:
-            return reader.read(shard, j)
-        except ShardError as err:
-            if self.on_error == "raise":
-                raise
-            self.skipped += 1
-            if err.key is not None or str(err) not in self._logged:  # a bad shard is logged once, not per sample
-                self._logged.add(str(err))
-                log.warning("skipped sample #%d of %s: %s", j, err.shard, err)
-            return None
-
-    def report(self) -> None:
-        if self.skipped:
-            log.warning("%s: skipped %d bad sample(s) this epoch", self.where, self.skipped)
-
-
-def stable_seed(*parts: Any) -> int:
-    """A 63-bit seed from a stable hash of ``parts`` (same in every process, unlike ``hash()``)."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def sample_generator(seed: int, epoch: int, key: str) -> torch.Generator:
-    """The generator handed to ``map_fn`` for one sample: seeded by ``(seed, epoch, key)``.
-
-    Uses ``multiview.views.derive_generator`` (the contract of docs/architecture.md section 2) when the views
-    package is importable, so views behave the same inside and outside the data pipeline.
-    """
-    try:
-        from multiview.views import derive_generator
-    except ImportError:
-        return torch.Generator().manual_seed(stable_seed(seed, epoch, key))
-    return derive_generator(seed, epoch, key)
-
-
-def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """Explicit values, else torch.distributed when initialised, else env RANK / WORLD_SIZE, else (0, 1)."""
-    if rank is None or world_size is None:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            found = dist.get_rank(), dist.get_world_size()
-        else:
-            found = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        rank = found[0] if rank is None else rank
-        world_size = found[1] if world_size is None else world_size
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(
-            f"rank must be in [0, world_size) and world_size >= 1; got rank={rank}, world_size={world_size}"
-        )
-    return rank, world_size
 
 
 def epoch_plan(
@@ -144,32 +90,6 @@ def epoch_plan(
     size = steps * per_step
     is_pad = np.arange(size) >= len(order)
     return np.resize(order, size), is_pad
-
-
-def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Stack a list of sample dicts: tensors -> ``[B, ...]``, ints / floats / bools -> ``[B]`` tensors,
-    anything else (str, dict, list, None) -> a list. Tensors whose shapes differ raise ValueError naming the key.
-    """
-    if not items:
-        raise ValueError("cannot collate an empty batch")
-    out: dict[str, Any] = {}
-    for key in items[0]:
-        values = [item[key] for item in items]
-        first = values[0]
-        if isinstance(first, torch.Tensor):
-            shapes = {tuple(v.shape) for v in values}
-            if len(shapes) > 1:
-                raise ValueError(f"batch key {key!r}: tensors of different shapes {sorted(shapes)}; resize in map_fn")
-            out[key] = torch.stack(values)
-        elif isinstance(first, bool | np.bool_):
-            out[key] = torch.tensor(values, dtype=torch.bool)
-        elif isinstance(first, int | np.integer):
-            out[key] = torch.tensor(values, dtype=torch.int64)
-        elif isinstance(first, float):
-            out[key] = torch.tensor(values, dtype=torch.float32)
-        else:
-            out[key] = values
-    return out
 
 
 class ShardStream(IterableDataset):
@@ -307,38 +227,11 @@ class ShardStream(IterableDataset):
         return n // per_step if self.tail == "drop" else -(-n // per_step)
 
     # ----------------------------------------------------------------------------------------- iteration
-    def _map(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``map_fn`` over the decoded samples of one batch. A ``map_fn.batch(samples, generators=...)`` method
-        (every view generator, ``ViewStage``) maps them in one call, with the same per-sample generators as
-        single calls (so the same views)."""
-        if self.map_fn is None:
-            return [dict(sample) for sample in samples]
-        generators = [sample_generator(self.seed, self.epoch, sample["__key__"]) for sample in samples]
-        batch_fn = getattr(self.map_fn, "batch", None)
-        if callable(batch_fn) and len(samples) > 1:
-            outs = list(batch_fn(samples, generators=generators))
-            if len(outs) != len(samples):
-                raise ValueError(
-                    f"map_fn.batch of {type(self.map_fn).__name__} returned {len(outs)} items for {len(samples)} "
-                    f"samples; expected one per sample"
-                )
-        else:
-            outs = [self.map_fn(sample, g) for sample, g in zip(samples, generators)]
-        items = []
-        for sample, out in zip(samples, outs):
-            item = dict(out)
-            for key in self.keep:
-                if key not in sample:
-                    raise ValueError(f"keep names {key!r}, which the decoded sample lacks (it has {sorted(sample)})")
-                item[key] = sample[key]
-            items.append(item)
-        return items
-
     def _read(self, policy: ErrorPolicy, shard: int, j: int) -> dict[str, Any] | None:
         if self._cache is None:
-            return policy.attempt(self.reader, shard, j)
+            return policy.attempt(self.reader.read, shard, j)
         if (shard, j) not in self._cache:
-            sample = policy.attempt(self.reader, shard, j)
+            sample = policy.attempt(self.reader.read, shard, j)
             if sample is None:
                 return None  # not cached: a skip is counted (and logged) in every epoch it happens
             self._cache[(shard, j)] = sample
@@ -354,7 +247,7 @@ class ShardStream(IterableDataset):
                 failed.append(pos)
             else:
                 read.append((sample, bool(pad), g))
-        good = self._map([sample for sample, _, _ in read])
+        good = map_samples(self.map_fn, self.keep, self.seed, self.epoch, [sample for sample, _, _ in read])
         for item, (_, pad, g) in zip(good, read):
             item["__pad__"] = pad
             item["__index__"] = g  # position in the split, in [0, count): memory banks key their rows by it
@@ -366,6 +259,32 @@ class ShardStream(IterableDataset):
             raise ShardError(where, f"every sample of a batch of {len(items)} failed to decode (see the log)")
         # keep the batch size equal on every rank: a skipped sample becomes a flagged repeat of a good one
         return [item if item is not None else {**good[i % len(good)], "__pad__": True} for i, item in enumerate(items)]
+
+    # ------------------------------------------------------------------------------------ loader hooks
+    def prepare_workers(self, num_workers: int) -> None:
+        """Before the loader's workers start: index every shard once, here, so workers inherit the indexes
+        instead of each re-reading the tar headers."""
+        self.batches_consumed = self._start
+        if num_workers > 0:
+            self.reader.index_all()
+
+    def consumed(self, batch: Batch) -> None:
+        """The loader handed ``batch`` out (main process)."""
+        self.batches_consumed += 1
+
+    def epoch_done(self, skipped: int | None) -> None:
+        """The loader's pass ended; ``skipped`` is what its workers skipped (None without workers: counted here)."""
+        self._start = 0
+        if skipped is not None:
+            self.skipped += skipped
+            if skipped:
+                log.warning(
+                    "%s split %r epoch %d: skipped %d bad sample(s) this epoch",
+                    self.root,
+                    self.split,
+                    self.epoch,
+                    skipped,
+                )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         order, is_pad, rank, _ = self._plan()
@@ -385,73 +304,3 @@ class ShardStream(IterableDataset):
             if info is None:  # in a worker the loader counts and reports, from the batches it receives
                 self.skipped += policy.skipped
                 policy.report()
-
-
-class Batch(dict):
-    """A collated batch (or a sample) that also carries ``skipped``: bad samples replaced in it (skip mode)."""
-
-    skipped: int = 0
-
-
-class ShardLoader(DataLoader):
-    """A DataLoader over a ShardStream that counts the batches it hands out (for ``stream.state_dict()``) and,
-    with workers, the samples they skipped (``stream.skipped`` and one log line per epoch).
-    """
-
-    def __iter__(self):
-        stream: ShardStream = self.dataset
-        stream.batches_consumed = stream._start
-        skipped = 0
-        if self.num_workers > 0:
-            stream.reader.index_all()  # once, here: workers inherit the indexes instead of each re-reading headers
-        try:
-            for batch in super().__iter__():
-                stream.batches_consumed += 1
-                skipped += getattr(batch, "skipped", 0)
-                yield batch
-        finally:
-            stream._start = 0
-            if self.num_workers > 0:
-                stream.skipped += skipped
-                if skipped:
-                    log.warning(
-                        "%s split %r epoch %d: skipped %d bad sample(s) this epoch",
-                        stream.root,
-                        stream.split,
-                        stream.epoch,
-                        skipped,
-                    )
-
-
-def make_loader(
-    stream: ShardStream,
-    batch_size: int | None = None,
-    num_workers: int = 0,
-    *,
-    pin_memory: bool = False,
-    prefetch_factor: int | None = None,
-) -> ShardLoader:
-    """A DataLoader of collated batches over ``stream`` (batches are made in the workers, in plan order).
-
-    Args:
-        stream: the ShardStream; its ``batch_size`` is set here when it has none.
-        batch_size: samples per batch; must match ``stream.batch_size`` if both are given.
-        num_workers: DataLoader worker processes (0: in this process). Workers are not persistent so that
-            ``set_epoch`` reaches them.
-    """
-    if batch_size is None and stream.batch_size is None:
-        raise ValueError("make_loader needs a batch_size (here or on the stream); got none")
-    if batch_size is not None and stream.batch_size not in (None, batch_size):
-        raise ValueError(f"batch_size={batch_size} differs from the stream's batch_size={stream.batch_size}")
-    if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0; got {num_workers}")
-    stream.batch_size = stream.batch_size or batch_size
-    extra = {"prefetch_factor": prefetch_factor} if num_workers > 0 and prefetch_factor else {}
-    return ShardLoader(
-        stream, batch_size=None, collate_fn=_identity, num_workers=num_workers, pin_memory=pin_memory, **extra
-    )
-
-
-def _identity(batch: Any) -> Any:
-    """The loader's collate: batches are already collated in the stream (a module function so it pickles)."""
-    return batch
