@@ -30,6 +30,7 @@ from typing import Any
 from multiview.data.fields import IMAGE_EXTS, split_field
 
 MANIFEST_NAME = "manifest.json"
+WRITING_MARKER = ".multiview-writing"  # present while write_dataset writes a folder: a crash leaves it behind
 FORMAT = "multiview-shards"
 VERSION = 1
 MODALITIES = ("image", "audio", "sensor", "vector", "label", "meta", "camera")
@@ -71,17 +72,22 @@ def load_manifest(root: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: not valid JSON: {err}") from err
+    return check_manifest(manifest, path)
+
+
+def check_manifest(manifest: Any, where: str | Path) -> dict[str, Any]:
+    """Check a parsed manifest (from a file or a URL) -> it; raises ManifestError naming ``where``."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         seen = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ManifestError(f"{path}: format is {seen!r}; expected {FORMAT!r}")
+        raise ManifestError(f"{where}: format is {seen!r}; expected {FORMAT!r}")
     if manifest.get("version") != VERSION:
-        raise ManifestError(f"{path}: version {manifest.get('version')!r}; this reader knows version {VERSION}")
+        raise ManifestError(f"{where}: version {manifest.get('version')!r}; this reader knows version {VERSION}")
     for key in ("fields", "splits"):
         if not isinstance(manifest.get(key), dict):
-            raise ManifestError(f"{path}: key {key!r} missing or not an object")
+            raise ManifestError(f"{where}: key {key!r} missing or not an object")
     for split, entry in manifest["splits"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list) or "count" not in entry:
-            raise ManifestError(f"{path}: splits.{split} needs 'count' and a 'shards' list")
+            raise ManifestError(f"{where}: splits.{split} needs 'count' and a 'shards' list")
     return manifest
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,10 @@ import numpy as np
 
 from multiview.data.errors import ErrorPolicy, ShardError
 from multiview.data.fields import FieldError, decode_value
+from multiview.data.location import choose_mode, resolve
 from multiview.data.manifest import load_manifest, split_entry
+from multiview.data.remote import IOOptions
+from multiview.data.webstream import iter_stream_samples
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,15 @@ def decode_sample(shard: str, entry: SampleEntry, blobs: dict[str, bytes], field
     return sample
 
 
+def rename_fields(sample: dict[str, Any], rename: Mapping[str, str]) -> dict[str, Any]:
+    """``sample`` with shard field names replaced by the names ``rename`` ({new: old}) gives them."""
+    for new, old in rename.items():
+        for suffix in ("", ".sample_rate"):
+            if old + suffix in sample:
+                sample[new + suffix] = sample.pop(old + suffix)
+    return sample
+
+
 class ShardReader:
     """Reads sample ``j`` of shard ``i`` of one split; shard indexes and file handles are cached per process.
 
@@ -203,14 +215,22 @@ class ShardReader:
     file handles do not.
     """
 
-    def __init__(self, root: str | Path, split: str, fields: Sequence[str] | None = None, max_open: int = 64):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        fields: Sequence[str] | None = None,
+        max_open: int = 64,
+        rename: Mapping[str, str] | None = None,
+    ):
         self.root = Path(root)
         self.split = split
         self.manifest = load_manifest(self.root)
         entry = split_entry(self.manifest, split, self.root)
         self.shards: list[dict[str, Any]] = entry["shards"]
         self.counts = [int(s["count"]) for s in self.shards]
-        self.fields = None if fields is None else list(fields)
+        self.rename = dict(rename or {})  # {name in the sample: name in the shard}
+        self.fields = None if fields is None else [self.rename.get(f, f) for f in fields]
         known = [f.rpartition(".")[0] for f in entry.get("fields", [])]
         unknown = [f for f in self.fields or [] if f not in known]
         if unknown:
@@ -278,7 +298,7 @@ class ShardReader:
             blobs[field] = os.pread(fd, size, offset)
             if len(blobs[field]) != size:
                 raise ShardError(name, f"short read: {len(blobs[field])} of {size} bytes", entry.key, field)
-        return decode_sample(name, entry, blobs, self.fields)
+        return rename_fields(decode_sample(name, entry, blobs, self.fields), self.rename)
 
     def key_of(self, shard: int, j: int) -> str:
         """The key of a sample, or ``#<j>`` when the shard cannot be indexed."""
@@ -289,21 +309,37 @@ class ShardReader:
 
 
 def iter_samples(
-    root: str | Path, split: str, fields: Sequence[str] | None = None, on_error: str = "raise"
+    root: str | Path | Sequence[str],
+    split: str,
+    fields: Sequence[str] | None = None,
+    on_error: str = "raise",
+    *,
+    rename: Mapping[str, str] | None = None,
+    mode: str = "auto",
+    options: IOOptions | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every sample of a split once, in stored order, in this process (evaluation, export).
 
     Args:
-        root: shard folder (with manifest.json).
+        root: a shard source: a folder with manifest.json (read by index), or any source
+            :mod:`multiview.data.location` resolves (folders and globs of tars, URL patterns and lists, ``s3://``
+            prefixes, ``pipe:``), streamed.
         split: split name, e.g. "test".
         fields: field names without extension to decode (None: all).
         on_error: "raise" (default) or "skip" (skipped samples are logged and counted in the log).
+        rename: ``{name in the sample: name in the shard}`` (streamed sources; e.g. ``{"image": "jpg"}``).
+        mode: "auto", "indexed" or "stream" (see :func:`multiview.data.location.choose_mode`).
+        options: timeouts and retries for URLs.
 
     Yields:
         Decoded sample dicts (see docs/architecture.md section 1).
     """
+    source = resolve(root, split, options)
+    if choose_mode(source, mode) == "stream":
+        yield from iter_stream_samples(source, fields, on_error, rename)
+        return
     policy = ErrorPolicy(on_error, f"iter_samples({root}, {split!r})")
-    reader = ShardReader(root, split, fields)
+    reader = ShardReader(source.root, split, fields, rename=rename)
     try:
         for shard, count in enumerate(reader.counts):
             for j in range(count):

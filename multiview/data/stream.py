@@ -118,6 +118,7 @@ class ShardStream(IterableDataset):
             decoding (small data sets; map_fn must not modify the sample in place -- view generators do not).
             Each DataLoader worker keeps its own cache, and workers are re-created each epoch, so the cache
             pays off with ``num_workers=0``.
+        rename: ``{name in the batch: name in the shard}`` (e.g. ``{"image": "pix"}``); ``fields`` may use either.
 
     Every item carries ``__pad__`` (bool) and ``__index__`` (int, the sample's position in the split: a stable
     per-sample id for memory banks, e.g. CMC's ``index_key: __index__``). ``len(stream)`` is the number of items (batches) per rank per epoch.
@@ -148,6 +149,7 @@ class ShardStream(IterableDataset):
         world_size: int | None = None,
         on_error: str = "raise",
         cache: bool = False,
+        rename: Mapping[str, str] | None = None,
     ):
         super().__init__()
         if tail not in TAILS:
@@ -160,7 +162,7 @@ class ShardStream(IterableDataset):
             raise ValueError(f"seed must be a non-negative int; got {seed!r}")
         if epoch_size is not None and not resampled:
             raise ValueError(f"epoch_size={epoch_size} needs resampled=True (a non-resampled epoch is the split)")
-        self.reader = ShardReader(root, split, fields)
+        self.reader = ShardReader(root, split, fields, rename=rename)
         self.root, self.split = Path(root), split
         if epoch_size is not None and epoch_size < 1:
             raise ValueError(f"epoch_size must be >= 1; got {epoch_size}")
@@ -171,7 +173,8 @@ class ShardStream(IterableDataset):
         if keep is None:
             fields_info = self.reader.manifest["fields"]
             labels = [f.rpartition(".")[0] for f, info in fields_info.items() if info.get("modality") == "label"]
-            keep = ["__key__", *labels]
+            target = {old: new for new, old in (rename or {}).items()}
+            keep = ["__key__", *(target.get(label, label) for label in labels)]
         self.keep = list(keep)
         self.epoch = 0
         self.batches_consumed = 0  # counted by make_loader's loader in the main process

@@ -58,8 +58,11 @@ def test_missing_shard_file_and_missing_manifest(toy):
     with pytest.raises(ShardError, match=r"^train-000001.tar: file not found: .*train-000001.tar"):
         read_all(root)
     (root / "manifest.json").unlink()
+    (root / ".multiview-writing").touch()  # what a write that crashed leaves behind
     with pytest.raises(ManifestError, match=r"manifest.json: no manifest \(shards without a manifest"):
         read_all(root)
+    (root / ".multiview-writing").unlink()  # a folder of tars without a manifest is a foreign source: streamed
+    assert [s["__key__"] for s in read_all(root)] == [f"s{i:03d}" for i in range(5)]
 
 
 def test_corrupt_image_bytes(toy, tamper):
