@@ -66,7 +66,14 @@ def test_same_image_locations_are_excluded_not_shifted():
         for i in range(b)
     ]
     assert full.item() == pytest.approx(torch.cat(rows).mean().item(), rel=1e-5)
-    assert torch.stack(rows)[0, others].mean().item() == pytest.approx(want.mean().item(), rel=1e-5)
+    # Row 0's loss at its other positions, read off the LIBRARY's total (less the terms worked out above), must be
+    # the loss against other images only -- not the one with its own large location 3 among the negatives.
+    row0_others = (full.item() * b * n - torch.cat(rows[1:]).sum().item() - rows[0][3].item()) / (n - 1)
+    with_own = torch.stack(
+        [torch.logaddexp(s[0, 0, p], torch.logsumexp(torch.cat([neg, s[0, 0, 3:4]]), 0)) - s[0, 0, p] for p in others]
+    )
+    assert with_own.mean().item() > want.mean().item() + 1  # the two readings are far apart here
+    assert row0_others == pytest.approx(want.mean().item(), rel=1e-4)
     assert base.item() != full.item()
 
 
@@ -100,3 +107,23 @@ def test_requirements_and_validation():
     mixed = Features(torch.randn(2, 4), {"r5": torch.randn(2, 3, 5, 5), "r7": torch.randn(2, 4, 7, 7)})
     with pytest.raises(ValueError, match="one feature size D"):
         create("amdim", views=("a", "b"))({"a": mixed, "b": mixed}, {})
+
+
+def test_mi_metrics_are_zero_at_zero_scores():
+    """The metric is log(1 + (B - 1) N) - loss; at zero scores the loss is that bound, so MI = 0 for N = 25, 49."""
+    out = create("amdim")({"view0": feats(6, 4, zero=True), "view1": feats(6, 4, zero=True)}, {})
+    for task in ("1t5", "1t7", "5t5"):
+        assert out.metrics[f"mi_{task}"].item() == pytest.approx(0.0, abs=1e-5), task
+
+
+def test_same_image_locations_get_no_logit_at_all():
+    """Not even a small one: the DIM reference keeps own-image locations as -10 logits ("shifted"); AMDIM drops
+    them. Own-image scores 0, cross-image raw scores -30 (clipped to c = 20 tanh(-1.5)): per (i, p) the loss is
+    log(1 + (B - 1) N e^c) ~ 1e-6, where a -10 logit for each of the N - 1 own locations would add ~1e-3."""
+    b, n = 4, 25
+    src = 60.0 * torch.eye(b, dtype=torch.float64)  # [B, D = 4]: a_i = 60 e_i, so s_ij = 30 tgt_j[i]
+    tgt = (torch.eye(b, dtype=torch.float64) - 1).T[:, :, None, None].expand(b, b, 5, 5)  # tgt_j[i] = -1 (i != j)
+    loss, _, _ = amdim_task(src, tgt, reg_weight=0.0)
+    c = 20 * math.tanh(-30 / 20)
+    assert loss.item() == pytest.approx(math.log1p((b - 1) * n * math.exp(c)), rel=1e-6)
+    assert loss.item() < 1e-5 < math.log1p((n - 1) * math.exp(-10))

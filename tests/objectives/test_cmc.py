@@ -207,3 +207,19 @@ def test_pair_heads_validation():
         pair_head_objective(negatives="bank", bank_size=50, num_negatives=10)
     with pytest.raises(ValueError, match="feature_dim must equal the encoders' output dim"):
         pair_head_objective(feature_dim=16)(views(3, b=4, d=8), {})
+
+
+def test_bank_update_uses_momentum_on_the_old_row():
+    """``bank[y] <- normalise(m bank[y] + (1 - m) z)`` at a non-default m = 0.9 (at 0.5 a swap is invisible).
+    Hand-made 2-d rows: old row (1, 0), new vector (0, 1) -> normalise(0.9, 0.1) = (0.9, 0.1) / sqrt(0.82)."""
+    obj = bank_objective(bank_size=4, feature_dim=2, num_negatives=2, momentum=0.9)
+    with torch.no_grad():
+        obj.bank.zero_()
+        obj.bank[:, :, 0] = 1.0  # every row (1, 0)
+    idx = torch.tensor([1, 3])
+    f = {"v0": Features(torch.tensor([[0.0, 2.0], [0.0, 0.5]])), "v1": Features(torch.tensor([[0.0, 3.0], [0.0, 1.0]]))}
+    obj.after_step(f, {"index": idx})
+    new = torch.tensor([0.9, 0.1]) / math.sqrt(0.82)  # (0.994, 0.110); with m and 1 - m swapped: (0.110, 0.994)
+    for v in range(2):
+        torch.testing.assert_close(obj.bank[v, idx], new.expand(2, 2))
+        torch.testing.assert_close(obj.bank[v, [0, 2]], torch.tensor([[1.0, 0.0], [1.0, 0.0]]))

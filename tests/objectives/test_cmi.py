@@ -119,3 +119,47 @@ def test_validation_messages():
         obj(bad, batch)
     with pytest.raises(ValueError, match="one attribute"):
         create("cmi", splits=(3, 3), attributes=("a",), num_values=(2, 2))
+
+
+def test_discriminators_see_the_attribute_one_hot():
+    """Hand-made D_k that read only the one-hot of a_k and one coordinate of the subspace NOT permuted for k, so
+    ``D_k(joint_i) = D_k(permuted_i) = w_k[a_k,i] + z_i[j_k]``. Both players' losses are then
+    ``sum_v mean_{i in G_v} [sp(-t_i) + sp(t_i)]`` with ``t_i = w[a_i] + z_i[j_k]``, worked out here by hand; a
+    discriminator that does not get the one-hot (zeroed, or on one side only) sees ``t_i = z_i[j_k]`` instead."""
+    obj = create("cmi", view="z", splits=(2, 3), attributes=("a1", "a2"), num_values=(3, 2), hidden=(4,), weight=1.0)
+    obj.task_weight = 0.0
+    w = ([1.5, -2.0, 3.0], [-1.0, 2.5])  # per attribute, per value
+    read = (2, 0)  # D_1 reads z[:, 2] (subspace 2), D_2 reads z[:, 0] (subspace 1): neither is permuted for k
+    with torch.no_grad():
+        for k, (d, n) in enumerate(zip(obj.discriminators, (3, 2))):
+            first, last = d[0], d[-1]
+            for layer in (first, last):
+                layer.weight.zero_()
+                layer.bias.zero_()
+            for v in range(n):
+                first.weight[v, 5 + v] = 1.0  # hidden unit v = onehot(a_k)_v (inputs: z [5], then the one-hot)
+                last.weight[0, v] = w[k][v]
+            first.weight[n, read[k]] = 1.0  # hidden unit n = relu(z[j_k]) = z[j_k] (z > 0 below)
+            last.weight[0, n] = 1.0
+    z = torch.tensor(
+        [[0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8, 0.9, 1.0], [1.1, 0.2, 0.4, 0.8, 1.6], [0.3, 0.9, 0.1, 0.5, 0.7]]
+    )
+    batch = {"a1": torch.tensor([0, 2, 0, 1]), "a2": torch.tensor([1, 1, 0, 1])}
+    sp = torch.nn.functional.softplus
+
+    def want(with_onehot=True):
+        total = 0.0
+        for k, key in enumerate(("a1", "a2")):
+            a = batch[key]
+            t = z[:, read[k]] + (torch.tensor(w[k])[a] if with_onehot else 0.0)
+            per_row = sp(-t) + sp(t)  # BCE(t, 1) + BCE(t, 0): same logit on the joint and the permuted row
+            total += sum(per_row[a == v].mean().item() for v in a.unique())
+        return total
+
+    assert want() != pytest.approx(want(with_onehot=False))
+    got = obj.discriminator_loss({"z": Features(z)}, batch).item()
+    assert got == pytest.approx(want(), rel=1e-5), (
+        f"discriminator loss {got:.6f}; with the one-hot {want():.6f}, without {want(False):.6f}"
+    )
+    adversarial = obj({"z": Features(z)}, batch).metrics["adversarial"].item()
+    assert adversarial == pytest.approx(want(), rel=1e-5)

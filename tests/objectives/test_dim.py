@@ -142,3 +142,50 @@ def test_full_objective_equals_loop_reference(estimator):
     )
     f = feats()
     assert obj(f, {}).loss.item() == pytest.approx(R.dim_loop(obj, f).item(), rel=1e-5)
+
+
+def hand_made_prior(obj, k, m, c):
+    """Set the prior discriminator (Linear-ReLU-Linear-ReLU-Linear) to ``D(x) = k sum(x) + m relu(x_0 - 1/2) + c``
+    on ``x >= 0``: its gradient is ``k`` everywhere plus ``m`` on coordinate 0 where ``x_0 > 1/2``."""
+    first, second, last = [layer for layer in obj.prior if isinstance(layer, torch.nn.Linear)]
+    with torch.no_grad():
+        for layer in (first, second, last):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        first.weight[0] = 1.0  # unit 0: sum(x) (>= 0, so the ReLUs pass it)
+        first.weight[1, 0], first.bias[1] = 1.0, -0.5  # unit 1: relu(x_0 - 1/2)
+        second.weight[0, 0], second.weight[1, 1] = 1.0, 1.0
+        last.weight[0, 0], last.weight[0, 1], last.bias[0] = k, m, c
+
+
+def test_prior_discriminator_loss_is_the_analytic_value():
+    """The discriminator's own loss on a hand-made D: ``mean sp(-D(u)) + mean sp(D(z))`` with ``z = sigmoid(Y)``
+    (real = the prior U[0, 1]^D, fake = the encoder), plus ``gp * 0.5 * (E|grad D(u)|^2 + E|grad D(z)|^2)``; and
+    the encoder term ``gamma * mean sp(-D(z))``. Values worked out here from D's formula, not from the library."""
+    k, m, c, gp, gamma = 0.5, 3.0, -1.0, 0.7, 0.4
+    obj = create("dim", view="x", global_dim=4, beta=0, gamma=gamma, gradient_penalty=gp)
+    hand_made_prior(obj, k, m, c)
+    y = torch.tensor([[2.0, -1.0, 0.5, 3.0], [0.3, 4.0, -2.0, -0.5], [1.0, 1.0, 1.0, -3.0]])
+    features = {"x": Features(y)}
+    torch.manual_seed(11)
+    got = obj.prior_loss(features, {}).item()
+    torch.manual_seed(11)
+    u = torch.rand(3, 4)  # the prior sample prior_loss draws (rand_like of z [3, 4] under the same seed)
+
+    def d(x):
+        return k * x.sum(1) + m * (x[:, 0] - 0.5).clamp_min(0) + c
+
+    def grad_sq(x):  # |grad D(x)|^2 = (D - 1) k^2 + (k + m [x_0 > 1/2])^2
+        return 3 * k**2 + (k + m * (x[:, 0] > 0.5).float()) ** 2
+
+    z = 1 / (1 + torch.exp(-y))
+    sp = torch.nn.functional.softplus
+    assert (u[:, 0] < 0.5).any() and (z[:, 0] > 0.5).all()  # so E|grad D(u)|^2 != E|grad D(z)|^2
+    assert grad_sq(u).mean().item() != pytest.approx(grad_sq(z).mean().item())
+    real_fake = sp(-d(u)).mean() + sp(d(z)).mean()
+    penalty = 0.5 * (grad_sq(u).mean() + grad_sq(z).mean())
+    assert got == pytest.approx((real_fake + gp * penalty).item(), rel=1e-5), (
+        f"prior loss {got:.6f}; want {real_fake.item():.6f} (real/fake) + {gp} * {penalty.item():.6f} (penalty, "
+        f"both sides: {grad_sq(u).mean().item():.4f} on u, {grad_sq(z).mean().item():.4f} on z)"
+    )
+    assert obj(features, {}).loss.item() == pytest.approx(gamma * sp(-d(z)).mean().item(), rel=1e-5)

@@ -179,3 +179,21 @@ def test_training_finds_the_optimal_critic(name, want_a, want_b):
     assert a.item() == pytest.approx(want_a, abs=0.12)
     if want_b is not None:
         assert b.item() == pytest.approx(want_b, abs=0.25)
+
+
+@pytest.mark.parametrize("b,m,n,offset", [(4, 4, 3, 0), (2, 6, 5, 2)])
+def test_infonce_mi_uses_the_bound_log_1_plus_m_minus_1_n(b, m, n, offset):
+    """With N positive positions per row the positive competes with (M - 1) N negatives, so the bound is
+    log(1 + (M - 1) N), not log(M N). Equal scores: loss = bound, MI = 0. Positives at a, negatives at 0: per
+    (i, p) loss = log(e^a + (M - 1) N) - a, MI = log(1 + (M - 1) N) - loss."""
+    bound = math.log(1 + (m - 1) * n)
+    est = E.infonce(torch.zeros(b, m, n), offset=offset)
+    assert est.loss.item() == pytest.approx(bound, rel=1e-6)
+    assert est.mi.item() == pytest.approx(0.0, abs=1e-6), f"MI at equal scores {est.mi.item():.4f}, want 0"
+    a = 3.0
+    s = torch.zeros(b, m, n)
+    s[torch.arange(b), torch.arange(b) + offset] = a
+    loss = math.log(math.exp(a) + (m - 1) * n) - a
+    est = E.infonce(s, offset=offset)
+    assert est.loss.item() == pytest.approx(loss, rel=1e-6)
+    assert est.mi.item() == pytest.approx(bound - loss, rel=1e-5)
