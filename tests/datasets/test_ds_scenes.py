@@ -92,9 +92,8 @@ def test_config_validation_names_the_value():
 
 
 def test_build_writes_camera_shards_that_read_back(tmp_path):
-    data = pytest.importorskip("multiview.data")
-    if not hasattr(data, "write_dataset"):
-        pytest.skip("multiview.data.write_dataset not available yet")
+    import multiview.data as data
+
     manifest = scenes.build(tmp_path, n_train=6, n_test=3, config=CONFIG, batch_size=4)
     assert manifest["splits"]["train"]["count"] == 6 and manifest["splits"]["test"]["count"] == 3
     assert manifest["fields"]["cam0.png"]["modality"] == "camera"

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -25,11 +24,9 @@ def _write_scene_folders(root, split, n, config):
 
 
 def test_scene_folders_go_through_shards_write(tmp_path):
-    cli = pytest.importorskip("multiview.data.cli", reason="the shards CLI is not built yet")
     from multiview.cli import main
     from multiview.data import iter_samples, load_manifest
 
-    assert cli is not None
     config = scenes.ScenesConfig(n_cameras=3, size=24)
     expected = {
         split: _write_scene_folders(tmp_path / "src", split, n, config) for split, n in (("train", 3), ("test", 2))

@@ -10,7 +10,8 @@ import multiview.views as mv
 
 
 def test_views_as_the_map_fn_of_a_shard_stream(tmp_path):
-    data = pytest.importorskip("multiview.data")
+    import multiview.data as data
+
     rng = np.random.default_rng(0)
     samples = [
         {
@@ -52,7 +53,8 @@ def test_views_as_the_map_fn_of_a_shard_stream(tmp_path):
 
 
 def test_a_batched_map_fn_gives_the_same_batches_as_a_per_sample_one(tmp_path):
-    data = pytest.importorskip("multiview.data")
+    import multiview.data as data
+
     rng = np.random.default_rng(1)
     samples = [
         {"__key__": f"s{i:03d}", "image.png": rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)} for i in range(10)
@@ -76,7 +78,8 @@ def test_a_batched_map_fn_gives_the_same_batches_as_a_per_sample_one(tmp_path):
 
 
 def test_a_batched_map_fn_must_return_one_item_per_sample(tmp_path):
-    data = pytest.importorskip("multiview.data")
+    import multiview.data as data
+
     samples = [{"__key__": f"s{i}", "x.npy": np.full(3, i, dtype=np.float32)} for i in range(4)]
     data.write_dataset(tmp_path / "toy", {"train": samples}, builder="test_views")
 
