@@ -17,7 +17,26 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"size {text!r}: expected bytes or a number with k/M/G") from None
 
 
+def _io_options(args: argparse.Namespace):
+    """IOOptions from ``--endpoint-url`` / ``--storage-option KEY=JSON`` (credentials: the usual AWS_* variables)."""
+    from multiview.data.remote import IOOptions
+
+    storage: dict = {}
+    for item in args.storage_option or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--storage-option {item!r}: expected KEY=VALUE (VALUE as JSON, or a plain string)")
+        try:
+            storage[key] = json.loads(value)
+        except json.JSONDecodeError:
+            storage[key] = value
+    if args.endpoint_url:
+        storage.setdefault("client_kwargs", {})["endpoint_url"] = args.endpoint_url
+    return IOOptions(timeout=args.timeout, retries=args.retries, storage_options=storage)
+
+
 def _write(args: argparse.Namespace) -> int:
+    from multiview.data.remote import RemoteError
     from multiview.data.sources import SourceError, folder_splits, table_splits
     from multiview.data.writer import WriteError, write_dataset
 
@@ -29,6 +48,7 @@ def _write(args: argparse.Namespace) -> int:
             return 2
         modalities[field] = modality
     try:
+        io_options = _io_options(args)
         if args.from_folder:
             splits = folder_splits(args.from_folder, args.split, args.split_dirs)
             source = {"from_folder": args.from_folder, "split_dirs": args.split_dirs}
@@ -44,8 +64,9 @@ def _write(args: argparse.Namespace) -> int:
             maxcount=args.maxcount,
             maxsize=args.maxsize,
             modalities=modalities,
+            io_options=io_options,
         )
-    except (SourceError, WriteError, ValueError) as err:
+    except (SourceError, WriteError, ValueError, RemoteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for split, entry in manifest["splits"].items():
@@ -90,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write shards + manifest.json from a folder tree or a CSV/JSONL table",
         description="Each field is validated (decoded) while writing; a bad source fails with its file and reason.",
     )
-    w.add_argument("out", help="output folder (shards + manifest.json)")
+    w.add_argument("out", help="output folder or fsspec URL, e.g. s3://bucket/prefix (shards + manifest.json)")
     source = w.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-folder", metavar="DIR", help="DIR/<sample>/<name>.<ext>: one sub-folder per sample")
     source.add_argument("--from-csv", metavar="FILE", help="CSV: columns <name>.<ext> (paths / values), key, split")
@@ -101,6 +122,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--maxsize", type=_size, default=256 << 20, help="bytes per shard at most, e.g. 256M (default)")
     w.add_argument("--builder", default="shards-write", help="builder name recorded in the manifest")
     w.add_argument("--modality", action="append", metavar="FIELD=MOD", help="override a field's modality")
+    remote = w.add_argument_group("writing to a URL (s3://, any fsspec URL; credentials from AWS_* variables)")
+    remote.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint (also: AWS_ENDPOINT_URL)")
+    remote.add_argument(
+        "--storage-option", action="append", metavar="KEY=VALUE", help="fsspec option, VALUE as JSON (repeatable)"
+    )
+    remote.add_argument("--timeout", type=float, default=30.0, help="seconds per connect / read (default 30)")
+    remote.add_argument("--retries", type=int, default=3, help="retries of a transient failure (default 3)")
     w.set_defaults(func=_write)
 
     i = sub.add_parser("inspect", help="counts, fields, shapes, dtypes, sample rates; --preview draws samples")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from multiview.data.fields import IMAGE_EXTS, split_field
+from multiview.data.remote import IOOptions, is_local, open_write
 
 MANIFEST_NAME = "manifest.json"
 WRITING_MARKER = ".multiview-writing"  # present while write_dataset writes a folder: a crash leaves it behind
@@ -100,14 +101,23 @@ def split_entry(manifest: dict[str, Any], split: str, root: str | Path = "") -> 
     return manifest["splits"][split]
 
 
-def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
-    """Write ``root/manifest.json`` atomically (temp file + fsync + rename): it exists whole or not at all."""
+def write_manifest(root: str | Path, manifest: dict[str, Any], options: IOOptions | None = None) -> Path | str:
+    """Write ``root/manifest.json`` so that it exists whole or not at all; returns its path or URL.
+
+    A local folder: temp file + fsync + rename. An fsspec URL (``s3://bucket/prefix``): one upload through
+    :func:`multiview.data.remote.open_write` with ``options`` (an S3 object appears only when complete).
+    """
+    text = json.dumps(manifest, indent=2, default=str) + "\n"  # Paths in builder_args become strings
+    if not is_local(str(root)):
+        url = f"{str(root).rstrip('/')}/{MANIFEST_NAME}"
+        with open_write(url, options or IOOptions()) as f:
+            f.write(text.encode())
+        return url
     root = Path(root)
     fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=root)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, indent=2, default=str)  # Paths in builder_args become strings
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, root / MANIFEST_NAME)

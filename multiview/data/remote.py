@@ -466,6 +466,27 @@ def exists(url: str | os.PathLike, options: IOOptions = IOOptions()) -> bool:  #
     return _retry(url, options, attempt)
 
 
+def remove(url: str | os.PathLike, options: IOOptions = IOOptions()) -> None:  # noqa: B008
+    """Delete a file if it exists (local or fsspec); used to clear an old data set before writing a new one."""
+    url = os.fspath(url)
+    if is_local(url):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_local_path(url))
+        return
+    if url.startswith(_HTTP_SCHEMES + ("pipe:",)):
+        raise RemoteError(url, "cannot write to this kind of URL (use a local path or an fsspec URL such as s3://)")
+    fs, path = _url_to_fs(url, options)
+
+    def attempt() -> None:
+        try:
+            if fs.exists(path):
+                fs.rm(path)
+        except Exception as err:  # noqa: BLE001
+            raise _fsspec_error(url, err, "remove") from None
+
+    _retry(url, options, attempt)
+
+
 def _http_exists(url: str, options: IOOptions) -> bool:
     try:
         response = _http_open(url, 0, options, method="HEAD")

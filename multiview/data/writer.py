@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import tarfile
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from multiview.data.fields import Audio, FieldError, check_field_name, encode_value
-from multiview.data.manifest import FORMAT, MANIFEST_NAME, MODALITIES, VERSION, infer_modality, write_manifest
+from multiview.data.manifest import (
+    FORMAT,
+    MANIFEST_NAME,
+    MODALITIES,
+    VERSION,
+    WRITING_MARKER,
+    infer_modality,
+    write_manifest,
+)
+from multiview.data.remote import IOOptions, RemoteError, is_local, list_tars, open_write, remove
 
 _KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
@@ -44,10 +55,16 @@ def sanitize_key(key: Any) -> str:
 
 
 class _ShardSink:
-    """Rolls samples over ``<split>-%06d.tar`` files by maxcount / maxsize and records what each holds."""
+    """Rolls samples over ``<split>-%06d.tar`` files by maxcount / maxsize and records what each holds.
 
-    def __init__(self, root: Path, split: str, maxcount: int, maxsize: int):
+    ``publish(path, name)``, when given, is called with each finished shard (e.g. to upload it, then delete it).
+    """
+
+    def __init__(
+        self, root: Path, split: str, maxcount: int, maxsize: int, publish: Callable[[Path, str], None] | None = None
+    ):
         self.root, self.split, self.maxcount, self.maxsize = root, split, maxcount, maxsize
+        self.publish = publish
         self.shards: list[dict[str, Any]] = []
         self._tar: tarfile.TarFile | None = None
         self._bytes = 0
@@ -76,8 +93,11 @@ class _ShardSink:
     def close(self) -> None:
         if self._tar is not None:
             self._tar.close()
-            self.shards[-1]["bytes"] = (self.root / self.shards[-1]["name"]).stat().st_size
+            name = self.shards[-1]["name"]
+            self.shards[-1]["bytes"] = (self.root / name).stat().st_size
             self._tar = None
+            if self.publish is not None:
+                self.publish(self.root / name, name)
 
 
 def _merge_info(seen: dict[str, Any], info: dict[str, Any], where: str) -> None:
@@ -110,9 +130,17 @@ def _sample_members(sample: Mapping[str, Any], where: str) -> tuple[Any, dict[st
     return sample["__key__"], fields
 
 
-def _write_split(root: Path, split: str, samples: Iterable, maxcount: int, maxsize: int, infos: dict) -> dict:
+def _write_split(
+    root: Path,
+    split: str,
+    samples: Iterable,
+    maxcount: int,
+    maxsize: int,
+    infos: dict,
+    publish: Callable[[Path, str], None] | None = None,
+) -> dict:
     """Write one split; returns its manifest entry and fills ``infos`` {field: merged description}."""
-    sink, keys, field_set, renamed = _ShardSink(root, split, maxcount, maxsize), {}, None, 0
+    sink, keys, field_set, renamed = _ShardSink(root, split, maxcount, maxsize, publish), {}, None, 0
     audio_npy: set[str] = set()
     try:
         for index, sample in enumerate(samples):
@@ -163,6 +191,34 @@ def _clear_previous(root: Path, splits: Iterable[str]) -> None:
             old.unlink()
 
 
+def _url_join(root: str, name: str) -> str:
+    return f"{root.rstrip('/')}/{name}"
+
+
+def _clear_previous_url(root: str, splits: Iterable[str], options: IOOptions) -> None:
+    """``_clear_previous`` for an fsspec URL (a prefix holding shards, or nothing yet)."""
+    remove(_url_join(root, MANIFEST_NAME), options)
+    try:
+        tars = list_tars(root, options)
+    except RemoteError:  # a new prefix, or one without tars: nothing to clear (a real I/O error shows on write)
+        return
+    old_names = re.compile(rf"^({'|'.join(map(re.escape, splits))})-[0-9]{{6}}\.tar$")
+    for url in tars:
+        if old_names.match(url.rpartition("/")[2]):
+            remove(url, options)
+
+
+def _uploader(root: str, options: IOOptions) -> Callable[[Path, str], None]:
+    """Streams a finished local shard to ``root/<name>`` through ``open_write``, then deletes the local copy."""
+
+    def publish(path: Path, name: str) -> None:
+        with path.open("rb") as src, open_write(_url_join(root, name), options) as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
+        path.unlink()
+
+    return publish
+
+
 def _field_entry(field: str, info: dict[str, Any], modalities: Mapping[str, str]) -> dict[str, Any]:
     rates = sorted(info.pop("sample_rates", set()))
     audio = info.pop("audio", False)
@@ -186,12 +242,14 @@ def write_dataset(
     maxsize: int = 256 << 20,
     extra: Mapping[str, Any] | None = None,
     modalities: Mapping[str, str] | None = None,
+    io_options: IOOptions | None = None,
 ) -> dict[str, Any]:
     """Write samples to ``out_dir/<split>-000000.tar, ...`` and then, last and atomically, ``manifest.json``.
 
     Args:
-        out_dir: folder, created if needed. An old manifest and old shards of the splits written are removed
-            first, so a crash leaves shards without a manifest (detected by every reader).
+        out_dir: a local folder, created if needed, or an fsspec URL (``s3://bucket/prefix``, ...). An old
+            manifest and old shards of the splits written are removed first, so a crash leaves shards without a
+            manifest (detected by every reader; a local folder also keeps a ``.multiview-writing`` marker).
         splits: ``{split_name: iterable of samples}``; a sample is ``{"__key__": str | int, "<name>.<ext>":
             value}`` (values: see docs/architecture.md section 1). Every sample of a split has the same fields.
         builder, builder_args: recorded in the manifest (how to rebuild the data set).
@@ -199,12 +257,14 @@ def write_dataset(
         maxsize: a new shard starts before a sample would take a shard over this many bytes.
         extra: free-form JSON recorded under ``"extra"``.
         modalities: ``{"<name>.<ext>": modality}`` overriding the inferred modality of a field.
+        io_options: timeouts, retries and fsspec storage options for a URL ``out_dir`` (s3: endpoint, keys).
 
     Returns:
         The manifest (also in ``out_dir/manifest.json``).
 
     Raises:
-        WriteError (a ValueError) naming the split, sample, key, field (and file) and the cause.
+        WriteError (a ValueError) naming the split, sample, key, field (and file) and the cause;
+        RemoteError (an OSError) when a URL cannot be written.
 
     Examples:
         >>> import numpy as np, tempfile
@@ -212,24 +272,26 @@ def write_dataset(
         >>> m["splits"]["train"]["count"], m["keys_sanitised"]
         (1, 1)
     """
-    if not isinstance(splits, Mapping) or not splits:
-        raise ValueError(f"splits must be a non-empty dict {{split_name: samples}}; got {type(splits).__name__}")
-    if maxcount < 1 or maxsize < 1:
-        raise ValueError(f"maxcount and maxsize must be >= 1; got maxcount={maxcount}, maxsize={maxsize}")
-    modalities = dict(modalities or {})
-    for field, modality in modalities.items():
-        if modality not in MODALITIES:
-            raise ValueError(f"modalities[{field!r}] is {modality!r}; expected one of {MODALITIES}")
-    for split in splits:
-        if not isinstance(split, str) or not _SPLIT_RE.match(split):
-            raise ValueError(f"split name {split!r} must match [A-Za-z0-9_]+ (it prefixes the shard file names)")
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    _clear_previous(root, splits)
+    modalities = _check_arguments(splits, maxcount, maxsize, modalities)
     infos: dict[str, dict[str, Any]] = {}
-    split_entries = {
-        split: _write_split(root, split, samples, maxcount, maxsize, infos) for split, samples in splits.items()
-    }
+    if is_local(str(out_dir)):
+        root = Path(out_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        _clear_previous(root, splits)
+        (root / WRITING_MARKER).touch()
+        split_entries = {
+            split: _write_split(root, split, samples, maxcount, maxsize, infos) for split, samples in splits.items()
+        }
+    else:
+        root, options = str(out_dir), io_options or IOOptions()
+        _clear_previous_url(root, splits, options)
+        # each shard is built in a local staging folder (the same bytes as a local write), then streamed up
+        with tempfile.TemporaryDirectory(prefix="multiview-shards-") as staging:
+            publish = _uploader(root, options)
+            split_entries = {
+                split: _write_split(Path(staging), split, samples, maxcount, maxsize, infos, publish)
+                for split, samples in splits.items()
+            }
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -241,5 +303,23 @@ def write_dataset(
         "keys_sanitised": sum(e.pop("keys_sanitised") for e in split_entries.values()),
         "extra": dict(extra or {}),
     }
-    write_manifest(root, manifest)
+    write_manifest(root, manifest, io_options)
+    if isinstance(root, Path):
+        (root / WRITING_MARKER).unlink(missing_ok=True)
     return manifest
+
+
+def _check_arguments(splits: Any, maxcount: int, maxsize: int, modalities: Mapping[str, str] | None) -> dict:
+    """Validate write_dataset's arguments; returns the modalities as a dict."""
+    if not isinstance(splits, Mapping) or not splits:
+        raise ValueError(f"splits must be a non-empty dict {{split_name: samples}}; got {type(splits).__name__}")
+    if maxcount < 1 or maxsize < 1:
+        raise ValueError(f"maxcount and maxsize must be >= 1; got maxcount={maxcount}, maxsize={maxsize}")
+    modalities = dict(modalities or {})
+    for field, modality in modalities.items():
+        if modality not in MODALITIES:
+            raise ValueError(f"modalities[{field!r}] is {modality!r}; expected one of {MODALITIES}")
+    for split in splits:
+        if not isinstance(split, str) or not _SPLIT_RE.match(split):
+            raise ValueError(f"split name {split!r} must match [A-Za-z0-9_]+ (it prefixes the shard file names)")
+    return modalities
