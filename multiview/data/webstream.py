@@ -436,6 +436,8 @@ class WebStream(IterableDataset):
         group: list = []
         position, empty = start, 0
         while len(group) < self.shuffle_buffer:
+            if slot.shards and position > start and position % len(slot.shards) == 0:
+                break  # a group never mixes a pass over the slot's shards with its repeats
             found = self._shard_at(slot, draws, position)
             if found is None:
                 break
