@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from multiview.train.recipe import Recipe, dump_recipe
@@ -25,9 +25,15 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     batches_in_epoch: int = 0
+    stream: dict = field(default_factory=dict)  # the stream's state_dict() after the last batch (worker positions)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch}
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batches_in_epoch": self.batches_in_epoch,
+            "stream": self.stream,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.epoch, self.batches_in_epoch = (
@@ -35,6 +41,7 @@ class TrainState:
             state["epoch"],
             state["batches_in_epoch"],
         )
+        self.stream = dict(state.get("stream") or {})  # absent in checkpoints written before streaming
 
 
 def list_checkpoints(checkpoint_dir: Path) -> list[Path]:

@@ -8,6 +8,9 @@ from typing import Any
 import torch
 
 from multiview.data import ShardStream, make_loader
+from multiview.data.location import choose_mode, resolve
+from multiview.data.remote import IOOptions
+from multiview.data.webstream import WebStream
 from multiview.train.recipe import Recipe
 
 
@@ -40,32 +43,45 @@ class ViewStage:
         return out
 
 
-def build_loader(recipe: Recipe, micro_batch: int, rank: int, world_size: int, views=None):
-    """The recipe's loader and stream for this process: ``micro_batch`` samples per batch, equal batch counts on
-    every rank, an incomplete final global batch dropped (training never sees a padded duplicate)."""
-    from multiview.train.build import build_views
+def io_options(recipe: Recipe) -> IOOptions:
+    """The recipe's ``data.io`` as the data layer's IOOptions."""
+    io = recipe.data.io
+    return IOOptions(io.timeout, io.retries, io.backoff, dict(io.storage_options))
 
+
+def build_stream(recipe: Recipe, micro_batch: int, rank: int, world_size: int, map_fn) -> ShardStream | WebStream:
+    """The recipe's stream for this process: indexed for a local folder with a manifest (unless ``data.mode``
+    says stream), streamed for everything else. Raises SourceError naming the source before any data is read."""
     data = recipe.data
-    views = views if views is not None else build_views(recipe)
-    keep = ["__key__", *data.keep]
-    stream = ShardStream(
-        data.path,
-        data.split,
+    source = resolve(data.path, data.split, io_options(recipe))
+    common = dict(
         fields=data.fields,
-        map_fn=ViewStage(views),
-        keep=keep,
+        rename=data.rename,
+        map_fn=map_fn,
+        keep=["__key__", *data.keep],
         batch_size=micro_batch,
         shuffle=data.shuffle,
         resampled=data.resampled,
-        epoch_size=data.epoch_size if data.resampled else None,
         tail="drop",
         seed=recipe.train.seed,
         rank=rank,
         world_size=world_size,
         on_error=data.on_error,
-        cache=data.cache,
     )
-    loader = make_loader(stream, num_workers=data.num_workers, pin_memory=torch.cuda.is_available())
+    if choose_mode(source, data.mode) == "indexed":
+        epoch_size = data.epoch_size if data.resampled else None
+        return ShardStream(source.root, data.split, epoch_size=epoch_size, cache=data.cache, **common)
+    return WebStream(source, epoch_size=data.epoch_size, shuffle_buffer=data.shuffle_buffer, **common)
+
+
+def build_loader(recipe: Recipe, micro_batch: int, rank: int, world_size: int, views=None):
+    """The recipe's loader and stream for this process: ``micro_batch`` samples per batch, equal batch counts on
+    every rank, an incomplete final global batch dropped (training never sees a padded duplicate)."""
+    from multiview.train.build import build_views
+
+    views = views if views is not None else build_views(recipe)
+    stream = build_stream(recipe, micro_batch, rank, world_size, ViewStage(views))
+    loader = make_loader(stream, num_workers=recipe.data.num_workers, pin_memory=torch.cuda.is_available())
     return loader, stream, views
 
 

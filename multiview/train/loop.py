@@ -212,12 +212,15 @@ class Trainer:
     def _batches(self) -> Iterator[Mapping]:
         """Batches from the current stream position on, epoch after epoch."""
         while True:
-            self.stream.load_state_dict({"epoch": self.state.epoch, "batches": self.state.batches_in_epoch})
+            position = {"epoch": self.state.epoch, "batches": self.state.batches_in_epoch}
+            self.stream.load_state_dict({**self.state.stream, **position})
             for batch in self.loader:
                 self.state.batches_in_epoch += 1
+                self.state.stream = self.stream.state_dict()  # worker positions: what an exact resume needs
                 yield batch
             self.state.epoch += 1
             self.state.batches_in_epoch = 0
+            self.state.stream = {}
 
     def _log_record(self, output, aux_metrics, samples_per_s: float) -> dict:
         record = {

@@ -33,11 +33,26 @@ from multiview.train.recipe_io import (
 
 
 @dataclass
+class DataIOConfig:
+    """How shard URLs are opened (multiview.data.remote.IOOptions)."""
+
+    timeout: float = 30.0  # seconds for a connection and for each read
+    retries: int = 3  # re-tries of a transient failure (an open, a dropped connection), with backoff
+    backoff: float = 0.5  # first wait in seconds, doubled each retry
+    storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec options (s3 endpoint_url, anon, ...)
+
+
+@dataclass
 class DataConfig:
     """Where samples come from and how they stream."""
 
-    path: str  # a shard folder written by multiview.data (holds manifest.json)
+    # a shard source: a folder with manifest.json, a folder or glob of .tar shards, URL patterns
+    # (https://host/train-{000000..000127}.tar; {split} is filled in), a list of URLs, a text file of URLs,
+    # an object-store prefix (s3://bucket/prefix/) or pipe:CMD -- see docs/shards.md
+    path: str | list[str]
     split: str = "train"
+    mode: Literal["auto", "indexed", "stream"] = "auto"  # auto: indexed for a local folder with a manifest
+    rename: dict[str, str] = field(default_factory=dict)  # {name the views expect: field name in the shards}
     fields: list[str] | None = None  # fields to decode; None = all
     keep: list[str] = field(default_factory=list)  # non-view fields carried into the batch (labels, attributes)
     resampled: bool = False  # sample shards with replacement (fixed epoch_size) instead of one pass per epoch
@@ -46,6 +61,8 @@ class DataConfig:
     num_workers: int = 0
     on_error: Literal["raise", "skip"] = "raise"
     cache: bool = False  # keep decoded samples in memory after the first epoch (small data sets, num_workers 0)
+    shuffle_buffer: int = 1000  # streamed: samples per shuffle group (whole shards)
+    io: DataIOConfig = field(default_factory=DataIOConfig)
 
 
 @dataclass
@@ -306,6 +323,16 @@ def _check_semantics(recipe: Recipe, validator: _Validator) -> None:
     for key, value in positives.items():
         if value <= 0:
             raise validator.fail(key, f"expected a positive integer, got {value}")
+    data = recipe.data
+    for key, value in {"data.shuffle_buffer": data.shuffle_buffer, "data.io.timeout": data.io.timeout}.items():
+        if value <= 0:
+            raise validator.fail(key, f"expected a positive number, got {value}")
+    if data.io.retries < 0 or data.io.backoff < 0:
+        raise validator.fail("data.io", f"retries and backoff must be >= 0, got {data.io.retries}, {data.io.backoff}")
+    if data.epoch_size is not None and data.epoch_size <= 0:
+        raise validator.fail("data.epoch_size", f"expected a positive integer, got {data.epoch_size}")
+    if isinstance(data.path, list) and not data.path:
+        raise validator.fail("data.path", "expected a source or a non-empty list of URLs, got []")
     if not recipe.objectives:
         raise validator.fail("objectives", "expected at least one objective")
     if not recipe.encoders:
