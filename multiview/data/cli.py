@@ -123,7 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--builder", default="shards-write", help="builder name recorded in the manifest")
     w.add_argument("--modality", action="append", metavar="FIELD=MOD", help="override a field's modality")
     remote = w.add_argument_group("writing to a URL (s3://, any fsspec URL; credentials from AWS_* variables)")
-    remote.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint (also: AWS_ENDPOINT_URL)")
+    remote.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
     remote.add_argument(
         "--storage-option", action="append", metavar="KEY=VALUE", help="fsspec option, VALUE as JSON (repeatable)"
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import sys
 import time
 
 import pytest
@@ -241,3 +243,37 @@ def test_s3_missing_object_and_prefix(s3_server):
     assert not info.value.transient
     with pytest.raises(RemoteError, match="s3://shards/empty/"):
         list_tars("s3://shards/empty/", options)
+
+
+# ------------------------------------------------------------------------------------------------ other fsspec
+
+
+def test_fsspec_read_broken_mid_stream_is_resumed_by_reopen_and_seek(monkeypatch, payload):
+    """A backend whose first opened file dies halfway (as a dropped S3 connection does): nothing is lost."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    opens = []
+
+    class Flaky(io.BytesIO):
+        def read(self, n=-1):
+            if len(opens) == 1 and self.tell() >= len(payload) // 2:
+                raise ConnectionResetError("reset by peer")
+            return super().read(n)
+
+    class FlakyFS(MemoryFileSystem):
+        protocol = "flaky"
+
+        def _open(self, path, mode="rb", **kwargs):
+            opens.append(path)
+            return Flaky(payload)
+
+    monkeypatch.setitem(sys.modules["fsspec.registry"]._registry, "flaky", FlakyFS)  # undone after the test
+    assert _read_in_chunks("flaky://x.tar", FAST) == payload
+    assert len(opens) == 2
+
+
+def test_missing_s3fs_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # import s3fs now raises ImportError
+    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "s3", raising=False)  # forget a loaded class
+    with pytest.raises(RemoteError, match="install s3fs to read s3:// URLs"):
+        open_stream("s3://bucket/x.tar", FAST)
