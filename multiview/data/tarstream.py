@@ -10,6 +10,7 @@ Every failure is a :class:`ShardError` naming the URL (and the key and field whe
 
 from __future__ import annotations
 
+import io
 import logging
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,17 +39,56 @@ def raw_samples(url: str, options: IOOptions | None = None) -> Iterator[dict[str
     except RemoteError as err:
         raise ShardError(url, err.cause if hasattr(err, "cause") else str(err)) from None
     done = 0
+    checked = _EndCheck(stream)
     try:
-        files = tar_file_expander([{"url": url, "stream": stream}], handler=reraise_exception)
+        files = tar_file_expander([{"url": url, "stream": checked}], handler=reraise_exception)
         for sample in group_by_keys(files, handler=reraise_exception):
             yield sample
             done += 1
+        if not checked.ends_whole():
+            cause = "truncated tar: the stream ended without the end-of-archive marker"
+            raise ShardError(url, f"{cause} (after {done} complete sample(s))")
     except RemoteError as err:
         raise ShardError(url, f"{getattr(err, 'cause', err)} (after {done} complete sample(s))") from None
     except (tarfile.TarError, OSError, EOFError, ValueError) as err:
         raise ShardError(url, f"{_tar_cause(err, done)} (after {done} complete sample(s))") from None
     finally:
         stream.close()
+
+
+class _EndCheck(io.RawIOBase):
+    """A pass-through reader that keeps the first and last bytes it returned, so the end of a tar can be checked.
+
+    tarfile reading a stream takes the end of the data for the end of the archive, so a tar cut exactly between
+    two members would pass as whole; a whole uncompressed tar ends with two zero blocks (the end-of-archive
+    marker). Compressed tars carry their own length and checksum, so they are not checked here.
+    """
+
+    _MARKER = 1024
+    _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
+
+    def __init__(self, raw):
+        self.raw, self.head, self.tail = raw, b"", b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        if len(self.head) < 8:
+            self.head = (self.head + data)[:8]
+        self.tail = (self.tail + data)[-self._MARKER :]
+        return n
+
+    def ends_whole(self) -> bool:
+        """Read what tarfile left (padding) and check that the data ends with the end-of-archive marker."""
+        while self.read(1 << 16):
+            pass
+        if self.head.startswith(self._COMPRESSED):
+            return True
+        return self.tail == bytes(self._MARKER)
 
 
 def _tar_cause(err: BaseException, done: int) -> str:

@@ -6,7 +6,8 @@ How an epoch is laid out (every process computes the same layout, :func:`plan_sl
 
 1. **Slots.** Each rank has ``W`` slots, one per DataLoader worker (``W = max(1, num_workers)``).
    *Each-shard-once* (default): the shards, permuted by ``(seed, epoch)``, are dealt to the ``world x W`` slots
-   -- to the slot holding the fewest samples so far when the counts are known (a manifest), in turn otherwise.
+   -- largest first to the slot holding the fewest samples when the counts are known (a manifest), so slots
+   differ by less than one shard; in turn otherwise -- and each slot reads its shards in the permuted order.
    *Resampled*: every slot draws shards with replacement (weighted by their counts when known) from a generator
    seeded by ``(seed, epoch, rank, worker)``, without end.
 2. **Quotas.** Every rank yields the same number of batches ``K``, so no process waits for another. With known
@@ -66,18 +67,21 @@ class SlotPlan:
 
 
 def _deal(n_shards: int, counts: Sequence[int] | None, order: np.ndarray, slots: int) -> list[list[int]]:
-    """Shards (in ``order``) to ``slots``: the emptiest slot takes the next shard when counts are known."""
+    """Shards to ``slots``, each slot's list in ``order``. With counts, the largest shard goes first to the
+    emptiest slot (LPT: slot totals within one shard of each other); without, shards are dealt in turn."""
     dealt: list[list[int]] = [[] for _ in range(slots)]
     if counts is None:
         for i, s in enumerate(order.tolist()):
             dealt[i % slots].append(s)
         return dealt
+    rank_in_order = np.empty(n_shards, dtype=np.int64)
+    rank_in_order[order] = np.arange(n_shards)
     load = np.zeros(slots, dtype=np.int64)
-    for s in order.tolist():
+    for s in sorted(range(n_shards), key=lambda s: (-counts[s], rank_in_order[s])):
         t = int(np.argmin(load))
         dealt[t].append(s)
         load[t] += counts[s]
-    return dealt
+    return [sorted(slot, key=lambda s: rank_in_order[s]) for slot in dealt]
 
 
 def _even(total: int, parts: int) -> list[int]:

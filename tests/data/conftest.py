@@ -79,3 +79,48 @@ def rewrite_shard(root: Path, shard: str, edit: Callable[[list[tuple[str, bytes]
 @pytest.fixture
 def tamper() -> Callable:
     return rewrite_shard
+
+
+# ---- uneven shards for the streaming tests ----
+def make_uneven(tmp_path: Path, sizes=(3, 9, 4, 12, 1, 7, 5), name="uneven") -> Path:
+    """Shards of the given sizes (our writer, one sample size each, keys k00..), manifest included."""
+    root = tmp_path / name
+    rng = np.random.default_rng(0)
+    samples, i = [], 0
+    for size in sizes:
+        for _ in range(size):
+            samples.append({"__key__": f"k{i:02d}", "image.png": rng.integers(0, 255, (4, 4), dtype=np.uint8),
+                            "label.cls": i % 3})  # fmt: skip
+            i += 1
+    write_dataset(root, {"train": samples}, maxcount=max(sizes))
+    return _repack(root, sizes)
+
+
+def _repack(root: Path, sizes) -> Path:
+    """Rewrite ``root``'s single-split shards so shard i holds sizes[i] samples (manifest updated)."""
+    members = []
+    for tar in sorted(root.glob("train-*.tar")):
+        with tarfile.open(tar) as t:
+            members += [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+        tar.unlink()
+    per_sample = len(members) // sum(sizes)
+    manifest = json.loads((root / "manifest.json").read_text())
+    shards, pos = [], 0
+    for s, size in enumerate(sizes):
+        name = f"train-{s:06d}.tar"
+        with tarfile.open(root / name, "w", format=tarfile.PAX_FORMAT) as t:
+            for member, data in members[pos : pos + size * per_sample]:
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        pos += size * per_sample
+        shards.append({"name": name, "count": size, "bytes": (root / name).stat().st_size})
+    manifest["splits"]["train"]["shards"] = shards
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def foreign(root: Path) -> Path:
+    """The same shards without the manifest: counts unknown, fields peeked."""
+    (root / "manifest.json").unlink()
+    return root

@@ -4,66 +4,16 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import foreign, make_uneven
 
-from multiview.data import make_loader, write_dataset
+from multiview.data import make_loader
 from multiview.data.location import SourceError, resolve
 from multiview.data.webstream import WebStream, plan_slots
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 FIELDS = ["image", "label"]
-
-
-def uneven(tmp_path: Path, sizes=(3, 9, 4, 12, 1, 7, 5), name="uneven") -> Path:
-    """Shards of the given sizes (our writer, one sample size each, keys k00..), manifest included."""
-    root = tmp_path / name
-    rng = np.random.default_rng(0)
-    samples, i = [], 0
-    for size in sizes:
-        for _ in range(size):
-            samples.append({"__key__": f"k{i:02d}", "image.png": rng.integers(0, 255, (4, 4), dtype=np.uint8),
-                            "label.cls": i % 3})  # fmt: skip
-            i += 1
-    # one shard per size: write with maxcount 1 into a scratch folder, then pack the sizes
-    write_dataset(root, {"train": samples}, maxcount=max(sizes))
-    return _repack(root, sizes)
-
-
-def _repack(root: Path, sizes) -> Path:
-    """Rewrite ``root``'s single-split shards so shard i holds sizes[i] samples (manifest updated)."""
-    import io
-    import json
-    import tarfile
-
-    members = []
-    for tar in sorted(root.glob("train-*.tar")):
-        with tarfile.open(tar) as t:
-            members += [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
-        tar.unlink()
-    per_sample = len(members) // sum(sizes)
-    manifest = json.loads((root / "manifest.json").read_text())
-    shards, pos = [], 0
-    for s, size in enumerate(sizes):
-        name = f"train-{s:06d}.tar"
-        with tarfile.open(root / name, "w", format=tarfile.PAX_FORMAT) as t:
-            for member, data in members[pos : pos + size * per_sample]:
-                info = tarfile.TarInfo(member)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-        pos += size * per_sample
-        shards.append({"name": name, "count": size, "bytes": (root / name).stat().st_size})
-    manifest["splits"]["train"]["shards"] = shards
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
-
-
-def foreign(root: Path) -> Path:
-    """The same shards without the manifest: counts unknown, fields peeked."""
-    (root / "manifest.json").unlink()
-    return root
 
 
 def keys_of(batches) -> list[list[str]]:
@@ -110,7 +60,7 @@ def test_plan_refuses_what_cannot_be_equal():
 # ---------------------------------------------------------------------------------------------- behaviour
 @pytest.mark.parametrize("workers", [0, 2])
 def test_one_process_streams_every_sample_once(tmp_path, workers):
-    root = foreign(uneven(tmp_path))
+    root = foreign(make_uneven(tmp_path))
     stream, loader = stream_of(root, workers, tail="pad", shuffle_buffer=6)
     batches = list(loader)
     real = Counter(k for b in batches for k, p in zip(b["__key__"], b["__pad__"].tolist()) if not p)
@@ -120,7 +70,7 @@ def test_one_process_streams_every_sample_once(tmp_path, workers):
 
 
 def test_ranks_and_workers_get_equal_batches_and_disjoint_samples(tmp_path):
-    root = uneven(tmp_path)  # manifest: counts known
+    root = make_uneven(tmp_path)  # manifest: counts known
     seen, lengths = [], []
     for rank in (0, 1):
         stream, loader = stream_of(root, 2, rank=rank, world_size=2, tail="drop", seed=4)
@@ -132,7 +82,7 @@ def test_ranks_and_workers_get_equal_batches_and_disjoint_samples(tmp_path):
 
 
 def test_same_seed_same_stream_other_seed_or_epoch_other(tmp_path):
-    root = foreign(uneven(tmp_path))
+    root = foreign(make_uneven(tmp_path))
     a = keys_of(stream_of(root, seed=5)[1])
     assert a == keys_of(stream_of(root, seed=5)[1])
     assert a != keys_of(stream_of(root, seed=6)[1])
@@ -150,7 +100,7 @@ def test_resume_mid_epoch_yields_the_identical_rest_and_rereads_one_group(tmp_pa
     opened: list[str] = []
     real = ws.raw_samples
     monkeypatch.setattr(ws, "raw_samples", lambda url, opts=None: (opened.append(url), real(url, opts))[1])
-    root = foreign(uneven(tmp_path))
+    root = foreign(make_uneven(tmp_path))
     options = dict(seed=2, shuffle_buffer=8, tail="pad")
     stream, loader = stream_of(root, workers, **options)
     stream.set_epoch(3)
@@ -178,7 +128,7 @@ def test_resume_mid_epoch_yields_the_identical_rest_and_rereads_one_group(tmp_pa
 
 
 def test_resume_with_another_worker_count_is_refused(tmp_path):
-    root = foreign(uneven(tmp_path))
+    root = foreign(make_uneven(tmp_path))
     stream, loader = stream_of(root, 2)
     it = iter(loader)
     next(it)
@@ -191,7 +141,7 @@ def test_resume_with_another_worker_count_is_refused(tmp_path):
 
 
 def test_resampled_stream_has_a_fixed_epoch_and_is_deterministic(tmp_path):
-    root = foreign(uneven(tmp_path))
+    root = foreign(make_uneven(tmp_path))
     stream, loader = stream_of(root, 2, resampled=True, epoch_size=48, rank=1, world_size=2, seed=7)
     batches = list(loader)
     assert len(batches) == len(stream) == 6 and not any(b["__pad__"].any() for b in batches)
@@ -200,14 +150,14 @@ def test_resampled_stream_has_a_fixed_epoch_and_is_deterministic(tmp_path):
 
 
 def test_unknown_length_says_how_to_fix_it(tmp_path):
-    stream, _ = stream_of(foreign(uneven(tmp_path)))
+    stream, _ = stream_of(foreign(make_uneven(tmp_path)))
     with pytest.raises(TypeError, match="shards index.*epoch_size"):
         len(stream)
 
 
 # ------------------------------------------------------------------------------------------------ sources
 def test_sources_resolve_folders_globs_patterns_lists_and_url_files(tmp_path):
-    root = foreign(uneven(tmp_path))
+    root = foreign(make_uneven(tmp_path))
     tars = sorted(str(p) for p in root.glob("*.tar"))
     assert resolve(root).urls == tars
     assert resolve(f"{root}/train-00000[0-2].tar").urls == tars[:3]
@@ -225,7 +175,7 @@ def test_sources_resolve_folders_globs_patterns_lists_and_url_files(tmp_path):
 def test_a_folder_with_a_manifest_is_indexed_unless_stream_is_asked(tmp_path):
     from multiview.data.location import choose_mode
 
-    root = uneven(tmp_path)
+    root = make_uneven(tmp_path)
     source = resolve(root)
     assert source.counts == [3, 9, 4, 12, 1, 7, 5] and choose_mode(source) == "indexed"
     assert choose_mode(source, "stream") == "stream"
