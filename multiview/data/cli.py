@@ -1,4 +1,4 @@
-"""``multiview shards write | inspect | verify`` (heavy imports happen inside the handlers)."""
+"""``multiview shards write | inspect | verify | index`` (heavy imports happen inside the handlers)."""
 
 from __future__ import annotations
 
@@ -76,23 +76,24 @@ def _write(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from multiview.data.inspect import format_summary, preview, summarize
-    from multiview.data.manifest import ManifestError
 
     try:
-        summary = summarize(args.dir)
-    except ManifestError as err:
+        options = _io_options(args)
+        summary = summarize(args.source, args.split, options)
+        print(json.dumps(summary, indent=2) if args.json else format_summary(summary, per_shard=not args.brief))
+        if args.preview:
+            path = preview(args.source, args.preview, split=args.split, n=args.n, options=options)
+            print(f"preview: {path}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # ManifestError, SourceError, ShardError, RemoteError
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary, per_shard=not args.brief))
-    if args.preview:
-        print(f"preview: {preview(args.dir, args.preview, split=args.split, n=args.n)}", file=sys.stderr)
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
     from multiview.data.verify import verify
 
-    report = verify(args.dir, args.split)
+    report = verify(args.source, args.split, _io_options(args))
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for problem in report.problems:
@@ -101,9 +102,43 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _index(args: argparse.Namespace) -> int:
+    from multiview.data.index import index_source
+
+    def progress(url: str, n: int) -> None:
+        print(f"  {url}: {n} samples", file=sys.stderr)
+
+    try:
+        where, manifest = index_source(args.source, args.split or ["train"], args.out, _io_options(args), progress)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for split, entry in manifest["splits"].items():
+        print(f"{split}: {entry['count']} samples in {len(entry['shards'])} shard(s); fields {entry['fields']}")
+    print(f"wrote {where}")
+    return 0
+
+
+def _add_io_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """Flags for opening URLs: S3-compatible endpoint, fsspec options, timeout, retries."""
+    remote = parser.add_argument_group(f"{what} (s3://, any fsspec URL; credentials from AWS_* variables)")
+    remote.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+    remote.add_argument(
+        "--storage-option", action="append", metavar="KEY=VALUE", help="fsspec option, VALUE as JSON (repeatable)"
+    )
+    remote.add_argument("--timeout", type=float, default=30.0, help="seconds per connect / read (default 30)")
+    remote.add_argument("--retries", type=int, default=3, help="retries of a transient failure (default 3)")
+
+
+SOURCE_HELP = (
+    "shard source: a folder (with or without manifest.json), a glob, a URL pattern such as "
+    "'https://host/train-{000000..000127}.tar', a text file of URLs, s3://bucket/prefix/, or pipe:CMD"
+)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``shards`` with ``write``, ``inspect`` and ``verify`` to the ``multiview`` command."""
-    shards = subparsers.add_parser("shards", help="write, inspect and verify WebDataset shard folders")
+    """Add ``shards`` with ``write``, ``inspect``, ``verify`` and ``index`` to the ``multiview`` command."""
+    shards = subparsers.add_parser("shards", help="write, inspect, verify and index WebDataset shards")
     sub = shards.add_subparsers(dest="shards_command", metavar="SUBCOMMAND", required=True)
 
     w = sub.add_parser(
@@ -122,25 +157,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--maxsize", type=_size, default=256 << 20, help="bytes per shard at most, e.g. 256M (default)")
     w.add_argument("--builder", default="shards-write", help="builder name recorded in the manifest")
     w.add_argument("--modality", action="append", metavar="FIELD=MOD", help="override a field's modality")
-    remote = w.add_argument_group("writing to a URL (s3://, any fsspec URL; credentials from AWS_* variables)")
-    remote.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
-    remote.add_argument(
-        "--storage-option", action="append", metavar="KEY=VALUE", help="fsspec option, VALUE as JSON (repeatable)"
-    )
-    remote.add_argument("--timeout", type=float, default=30.0, help="seconds per connect / read (default 30)")
-    remote.add_argument("--retries", type=int, default=3, help="retries of a transient failure (default 3)")
+    _add_io_flags(w, "writing to a URL")
     w.set_defaults(func=_write)
 
-    i = sub.add_parser("inspect", help="counts, fields, shapes, dtypes, sample rates; --preview draws samples")
-    i.add_argument("dir", help="shard folder (with manifest.json)")
+    i = sub.add_parser(
+        "inspect",
+        help="counts, fields, shapes, dtypes, sample rates of any shard source; --preview draws samples",
+        description="Reads the manifest only; without one (shards we did not write), lists the shards and infers "
+        "the fields from the first samples.",
+    )
+    i.add_argument("source", help=SOURCE_HELP)
     i.add_argument("--preview", metavar="OUT.png", help="draw a grid of the first samples to this PNG")
-    i.add_argument("--split", help="split to preview (default: the first)")
+    i.add_argument("--split", help="split to show / preview (default: the manifest's first, or every shard)")
     i.add_argument("-n", type=int, default=6, help="samples in the preview (default 6)")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.add_argument("--brief", action="store_true", help="omit per-shard counts")
+    _add_io_flags(i, "reading URLs")
     i.set_defaults(func=_inspect)
 
-    v = sub.add_parser("verify", help="decode every sample; list every bad one; exit 1 if any")
-    v.add_argument("dir", help="shard folder (with manifest.json)")
+    v = sub.add_parser("verify", help="decode every sample of any shard source; list every bad one; exit 1 if any")
+    v.add_argument("source", help=SOURCE_HELP)
     v.add_argument("--split", action="append", help="only this split (repeatable; default: all)")
+    _add_io_flags(v, "reading URLs")
     v.set_defaults(func=_verify)
+
+    x = sub.add_parser(
+        "index",
+        help="count the samples of shards without a manifest and write one (exact epochs for foreign shards)",
+        description="Streams every shard once. The manifest goes into the source folder / prefix, or --out; it "
+        "lists shards by name beside them, by URL elsewhere.",
+    )
+    x.add_argument("source", help=SOURCE_HELP)
+    x.add_argument("--split", action="append", help="split to index (repeatable; default: train)")
+    x.add_argument("--out", metavar="DIR", help="where to write manifest.json (default: the source folder)")
+    _add_io_flags(x, "reading URLs")
+    x.set_defaults(func=_index)

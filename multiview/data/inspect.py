@@ -10,15 +10,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from multiview.data.manifest import load_manifest, split_entry
+from multiview.data.location import SplitSource, resolve
+from multiview.data.manifest import MANIFEST_NAME, load_manifest
 from multiview.data.reader import iter_samples
+from multiview.data.remote import IOOptions, is_local
+from multiview.data.tarstream import field_name
 
 
-def summarize(root: str | Path) -> dict[str, Any]:
-    """The facts of a shard folder as a dict: builder, fields (modality, shape, dtype, rate), splits (count,
-    shard counts and bytes). Reads the manifest only.
+def summarize(root: str | Path, split: str | None = None, options: IOOptions | None = None) -> dict[str, Any]:
+    """The facts of a shard source as a dict: builder, fields (modality, shape, dtype, rate), splits (count,
+    shard counts and bytes). Reads the manifest only; a source without one (foreign shards, URLs) is described
+    by its shard list and the fields of its first samples (counts unknown: ``None``).
     """
-    manifest = load_manifest(root)
+    source = resolve(root, split, options) if split or not _has_manifest(root) else None
+    if source is not None and source.manifest is None:
+        return _summarize_foreign(source)
+    manifest = source.manifest if source is not None else load_manifest(root)
     splits = {
         name: {
             "count": entry["count"],
@@ -38,6 +45,30 @@ def summarize(root: str | Path) -> dict[str, Any]:
     }
 
 
+def _has_manifest(root) -> bool:
+    return isinstance(root, str | Path) and is_local(str(root)) and (Path(root) / MANIFEST_NAME).is_file()
+
+
+def _summarize_foreign(source: SplitSource) -> dict[str, Any]:
+    """A manifest-less source: its shards (counts unknown) and the fields peeked from its first samples."""
+    return {
+        "root": source.spec,
+        "builder": None,
+        "builder_args": {},
+        "fields": source.fields(),
+        "splits": {
+            source.split: {
+                "count": None,
+                "shards": len(source.urls),
+                "bytes": None,
+                "per_shard": {url: None for url in source.urls},
+            }
+        },
+        "keys_sanitised": 0,
+        "note": "no manifest: fields from the first samples, counts unknown (`multiview shards index` counts them)",
+    }
+
+
 def format_summary(summary: dict[str, Any], per_shard: bool = True) -> str:
     """Human-readable text of :func:`summarize`'s dict."""
     lines = [f"{summary['root']}  (builder: {summary['builder']}, args: {summary['builder_args']})", "fields:"]
@@ -45,14 +76,17 @@ def format_summary(summary: dict[str, Any], per_shard: bool = True) -> str:
         shape = "x".join("?" if d is None else str(d) for d in info.get("shape", [])) if "shape" in info else "-"
         rate = f"  {info['sample_rate']} Hz" if "sample_rate" in info else ""
         group = f"  group {info['camera_group']}" if "camera_group" in info else ""
-        lines.append(f"  {name:<20} {info['modality']:<7} {info.get('dtype', '-'):<8} [{shape}]{rate}{group}")
+        seen = f"  (in {info['in']} samples)" if "in" in info else ""
+        lines.append(f"  {name:<20} {info['modality']:<7} {info.get('dtype', '-'):<8} [{shape}]{rate}{group}{seen}")
     lines.append("splits:")
     for name, split in summary["splits"].items():
-        lines.append(
-            f"  {name:<10} {split['count']:>9} samples in {split['shards']} shard(s), {split['bytes']:,} bytes"
-        )
+        count = "?" if split["count"] is None else split["count"]
+        size = "" if split["bytes"] is None else f", {split['bytes']:,} bytes"
+        lines.append(f"  {name:<10} {count:>9} samples in {split['shards']} shard(s){size}")
         if per_shard:
-            lines += [f"    {shard}: {count}" for shard, count in split["per_shard"].items()]
+            lines += [f"    {shard}: {'?' if n is None else n}" for shard, n in split["per_shard"].items()]
+    if summary.get("note"):
+        lines.append(summary["note"])
     if summary["keys_sanitised"]:
         lines.append(f"keys sanitised at write time: {summary['keys_sanitised']}")
     return "\n".join(lines)
@@ -89,7 +123,9 @@ def _draw(ax, value: Any, modality: str, sample: dict, name: str) -> None:
     ax.set_yticks([])
 
 
-def preview(root: str | Path, out: str | Path, split: str | None = None, n: int = 6) -> Path:
+def preview(
+    root: str | Path, out: str | Path, split: str | None = None, n: int = 6, options: IOOptions | None = None
+) -> Path:
     """Draw the first ``n`` samples of ``split`` (default: the first split) as a grid, one row per sample and
     one column per image / camera / audio / sensor / vector field; labels and keys in the row titles.
     """
@@ -98,14 +134,15 @@ def preview(root: str | Path, out: str | Path, split: str | None = None, n: int 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    manifest = load_manifest(root)
-    split = split or next(iter(manifest["splits"]))
-    entry = split_entry(manifest, split, root)
-    modality = {f.rpartition(".")[0]: info["modality"] for f, info in manifest["fields"].items()}
-    drawn = [f.rpartition(".")[0] for f in entry["fields"] if modality[f.rpartition(".")[0]] not in ("label", "meta")]
-    labels = [f.rpartition(".")[0] for f in entry["fields"] if modality[f.rpartition(".")[0]] == "label"]
+    if split is None and _has_manifest(root):
+        split = next(iter(load_manifest(root)["splits"]))
+    source = resolve(root, split or "train", options)
+    infos = source.fields()
+    modality = {field_name(f): info["modality"] for f, info in infos.items()}
+    drawn = [n for n, m in modality.items() if m not in ("label", "meta")]
+    labels = [n for n, m in modality.items() if m == "label"]
     samples = []
-    for sample in iter_samples(root, split):
+    for sample in iter_samples(root, source.split, fields=drawn + labels, options=options):
         samples.append(sample)
         if len(samples) >= n:
             break
@@ -119,7 +156,8 @@ def preview(root: str | Path, out: str | Path, split: str | None = None, n: int 
         axes[row][0].set_ylabel(title, fontsize=7)
     for col in range(cols if not drawn else 0):
         axes[0][col].axis("off")
-    fig.suptitle(f"{Path(root).name} / {split}: first {len(samples)} of {entry['count']}", fontsize=9)
+    total = "?" if source.total is None else source.total
+    fig.suptitle(f"{Path(str(root)).name} / {source.split}: first {len(samples)} of {total}", fontsize=9)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

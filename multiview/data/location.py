@@ -85,15 +85,18 @@ def describe(spec: Any) -> str:
     return ", ".join(items[:3]) + (f", ... ({len(items)} URLs)" if len(items) > 3 else "")
 
 
-def resolve(spec: str | Path | Sequence[str], split: str = "train", options: IOOptions | None = None) -> SplitSource:
-    """The shards of ``split`` in ``spec`` (see the module docstring). Raises SourceError naming the spec."""
+def resolve(
+    spec: str | Path | Sequence[str], split: str | None = "train", options: IOOptions | None = None
+) -> SplitSource:
+    """The shards of ``split`` in ``spec`` (see the module docstring; ``split=None``: every shard of a source
+    without a manifest, e.g. for ``verify``). Raises SourceError naming the spec."""
     options = options or IOOptions()
     if not isinstance(spec, str | Path):
-        urls = [u for s in spec for u in expand_pattern(str(s).replace("{split}", split))]
+        urls = [u for s in spec for u in expand_pattern(str(s).replace("{split}", split or "*"))]
         if not urls:
             raise SourceError(f"{describe(spec)}: an empty list of shard URLs")
         return SplitSource(describe(spec), split, urls, options=options)
-    text = str(spec).replace("{split}", split)
+    text = str(spec).replace("{split}", split or "*")
     try:
         if text.startswith("pipe:") or "::" in text or re.search(r"\{[^}]*(\.\.|,)[^}]*\}", text):
             return SplitSource(str(spec), split, expand_pattern(text), options=options)
@@ -144,10 +147,10 @@ def _folder(spec: str, text: str, split: str, options: IOOptions) -> SplitSource
         if is_local(text) and not Path(text).exists():
             raise SourceError(f"{spec}: no such file or folder; expected a shard folder, a glob, URLs or a URL list")
     tars = list_tars(text, options)
-    return SplitSource(spec, split, _tars_of_split(spec, tars, split), options=options)
+    return SplitSource(spec, split or "*", _tars_of_split(spec, tars, split), options=options)
 
 
-def _tars_of_split(spec: str, tars: list[str], split: str) -> list[str]:
+def _tars_of_split(spec: str, tars: list[str], split: str | None) -> list[str]:
     """The tars named for ``split``; all of them when none carries a split name."""
 
     def split_of(url: str) -> str | None:
@@ -157,6 +160,8 @@ def _tars_of_split(spec: str, tars: list[str], split: str) -> list[str]:
         match = re.match(r"^([A-Za-z0-9]+)[-_]", base)
         return match[1] if match else None
 
+    if split is None:  # every shard, whatever its split (verify, inspect)
+        return tars
     named = [t for t in tars if split_of(t) == split]
     if named:
         return named

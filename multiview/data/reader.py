@@ -231,7 +231,7 @@ class ShardReader:
         self.counts = [int(s["count"]) for s in self.shards]
         self.rename = dict(rename or {})  # {name in the sample: name in the shard}
         self.fields = None if fields is None else [self.rename.get(f, f) for f in fields]
-        known = [f.rpartition(".")[0] for f in entry.get("fields", [])]
+        known = [f.rpartition(".")[0] or f for f in entry.get("fields", [])]  # "jpg": a foreign bare field
         unknown = [f for f in self.fields or [] if f not in known]
         if unknown:
             raise ValueError(

@@ -1,4 +1,4 @@
-"""Decode every sample of a shard folder and list every problem (shard, key, field, cause)."""
+"""Decode every sample of a shard folder or any other source and list every problem (shard, key, field, cause)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from multiview.data.fields import FieldError, decode_value
+from multiview.data.errors import ShardError
+from multiview.data.fields import KNOWN_EXTS, REFUSED_EXTS, FieldError, decode_value
+from multiview.data.location import SourceError, SplitSource, resolve
 from multiview.data.manifest import MANIFEST_NAME, ManifestError, load_manifest, split_entry
-from multiview.data.reader import ShardError, index_shard
+from multiview.data.reader import index_shard
+from multiview.data.remote import IOOptions, RemoteError, is_local
+from multiview.data.tarstream import field_ext, raw_samples
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,17 @@ def _verify_shard(root: Path, split: str, info: dict, expected_fields: list[str]
                     report.problems.append(Problem(split, name, entry.key, member, str(err)))
 
 
-def verify(root: str | Path, splits: Sequence[str] | None = None) -> VerifyReport:
+def verify(
+    root: str | Path | Sequence[str], splits: Sequence[str] | None = None, options: IOOptions | None = None
+) -> VerifyReport:
     """Check the manifest, every shard (present, a whole tar, the recorded size and count) and decode every field
     of every sample. Returns a VerifyReport; never raises for bad data.
+
+    ``root`` may be any source (:mod:`multiview.data.location`): a local folder with a manifest is checked by
+    index as above; anything else is streamed shard by shard (with a manifest, the counts are checked too).
     """
+    if not _local_with_manifest(root):
+        return verify_stream(root, splits, options)
     root = Path(root)
     report = VerifyReport()
     try:
@@ -89,3 +100,52 @@ def verify(root: str | Path, splits: Sequence[str] | None = None) -> VerifyRepor
     for stray in sorted(p.name for p in root.glob("*.tar") if p.name not in all_listed):
         report.warnings.append(f"{stray}: a tar file the manifest does not list (ignored by readers)")
     return report
+
+
+def _local_with_manifest(root) -> bool:
+    return isinstance(root, str | Path) and is_local(str(root)) and (Path(root) / MANIFEST_NAME).is_file()
+
+
+def verify_stream(
+    spec: str | Sequence[str], splits: Sequence[str] | None = None, options: IOOptions | None = None
+) -> VerifyReport:
+    """Stream every shard of ``spec`` (or of ``splits``) once and decode every member whose extension we know."""
+    report = VerifyReport()
+    try:
+        sources = [resolve(spec, split, options) for split in splits] if splits else [resolve(spec, None, options)]
+    except (SourceError, ManifestError, RemoteError) as err:
+        report.problems.append(Problem("-", str(spec), None, None, str(err)))
+        return report
+    undecoded: set[str] = set()
+    for source in sources:
+        for i, url in enumerate(source.urls):
+            seen = _verify_stream_shard(source, url, report, undecoded)
+            if source.counts is not None and seen is not None and seen != source.counts[i]:
+                cause = f"holds {seen} samples, the manifest says {source.counts[i]}"
+                report.problems.append(Problem(source.split, url, None, None, cause))
+    for member in sorted(undecoded):
+        report.warnings.append(f"field {member!r}: an extension multiview does not decode (not checked)")
+    return report
+
+
+def _verify_stream_shard(source: SplitSource, url: str, report: VerifyReport, undecoded: set[str]) -> int | None:
+    """Decode one streamed shard's members into ``report``; its sample count (None when it broke off)."""
+    seen = 0
+    try:
+        for raw in raw_samples(url, source.options):
+            seen += 1
+            report.samples += 1
+            for member, data in raw.items():
+                if member.startswith("__"):
+                    continue
+                if field_ext(member) not in KNOWN_EXTS | REFUSED_EXTS:
+                    undecoded.add(member)
+                    continue
+                try:
+                    decode_value(field_ext(member), data)
+                except FieldError as err:
+                    report.problems.append(Problem(source.split, url, str(raw["__key__"]), member, str(err)))
+    except ShardError as err:
+        report.problems.append(Problem(source.split, url, None, None, err.cause))
+        return None
+    return seen
