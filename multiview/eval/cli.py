@@ -33,7 +33,12 @@ def register(subparsers) -> None:
 
 def _common(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument("checkpoint", nargs="?", metavar="CKPT", help="checkpoint folder (omit with --baseline raw)")
-    p.add_argument("--data", required=True, help="shard folder (manifest.json + <split>-*.tar)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="shard source: a folder (manifest.json + <split>-*.tar, or foreign tars), a URL pattern with {split} "
+        "(https://host/{split}-{0000..0009}.tar), a text file of URLs, s3://bucket/prefix/ (see docs/shards.md)",
+    )
     p.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     p.add_argument("--train-split", default="train", help="split to fit baselines / probes on (default: train)")
     p.add_argument(

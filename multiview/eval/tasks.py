@@ -11,7 +11,6 @@ own function, so nothing here needs real shards.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -46,10 +45,17 @@ def default_samples_fn(data: str | Path) -> SamplesFn:
     return samples
 
 
-def read_manifest(data: str | Path) -> dict:
-    """``data/manifest.json`` as a dict, ``{}`` when there is none (a folder given by a test)."""
-    path = Path(data) / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+def read_manifest(data: str | Path, split: str = "test") -> dict:
+    """The source's manifest; for shards without one, a stand-in ``{"fields": ...}`` inferred from the first
+    samples of ``split``; ``{}`` for a folder holding neither (tests pass their own ``samples_fn``)."""
+    from multiview.data.location import resolve
+    from multiview.data.remote import is_local
+
+    folder = Path(data) if is_local(str(data)) else None
+    if folder and folder.is_dir() and not (folder / "manifest.json").is_file() and not any(folder.glob("*.tar")):
+        return {}
+    source = resolve(data, split)
+    return source.manifest if source.manifest is not None else {"fields": source.fields()}
 
 
 def manifest_view_fields(manifest: dict) -> list[str]:
@@ -222,7 +228,7 @@ def run_retrieval(
     Returns the report dict (also written to ``out_dir/retrieval.json`` and ``retrieval.md``).
     """
     methods = resolve_methods(checkpoint, bundle, baseline, compare_baseline)
-    manifest = read_manifest(data)
+    manifest = read_manifest(data, split)
     samples_fn = samples_fn or default_samples_fn(data)
     if all_pairs and not fields:
         fields = sorted(bundle.encoders) if bundle is not None else manifest_view_fields(manifest)
@@ -437,7 +443,7 @@ def _run_probe(
     grid: int = 2,
 ) -> dict:
     methods = resolve_methods(checkpoint, bundle, baseline, compare_baseline)
-    manifest = read_manifest(data)
+    manifest = read_manifest(data, split)
     samples_fn = samples_fn or default_samples_fn(data)
     if methods.learned and bundle is None:
         from multiview.eval.bundle import load_bundle

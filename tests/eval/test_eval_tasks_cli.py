@@ -145,7 +145,9 @@ def test_run_retrieval_learned_with_cca_baseline(tmp_path):
 
 def test_run_retrieval_class_pairing_from_the_manifest(tmp_path):
     pairing = "random within the class: class-level retrieval only"  # as the avdigits builder writes it
-    (tmp_path / "manifest.json").write_text(json.dumps({"extra": {"pairing": pairing}, "fields": {}}))
+    manifest = {"format": "multiview-shards", "version": 1, "fields": {}, "extra": {"pairing": pairing},
+                "splits": {"test": {"count": 0, "shards": []}}}  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     rep = tasks.run_retrieval(
         None,
         data=tmp_path,
