@@ -95,15 +95,15 @@ def resolve(
         urls = [u for s in spec for u in expand_pattern(str(s).replace("{split}", split or "*"))]
         if not urls:
             raise SourceError(f"{describe(spec)}: an empty list of shard URLs")
-        return SplitSource(describe(spec), split, urls, options=options)
+        return SplitSource(describe(spec), split or "*", urls, options=options)
     text = str(spec).replace("{split}", split or "*")
     try:
         if text.startswith("pipe:") or "::" in text or re.search(r"\{[^}]*(\.\.|,)[^}]*\}", text):
-            return SplitSource(str(spec), split, expand_pattern(text), options=options)
+            return SplitSource(str(spec), split or "*", expand_pattern(text), options=options)
         if text.lower().endswith(_URL_LIST_SUFFIXES):
-            return SplitSource(str(spec), split, _url_list(text, options), options=options)
+            return SplitSource(str(spec), split or "*", _url_list(text, options), options=options)
         if text.lower().endswith(_TAR_SUFFIXES) and not any(c in text for c in "*?["):
-            return SplitSource(str(spec), split, [text], options=options)
+            return SplitSource(str(spec), split or "*", [text], options=options)
         return _folder(str(spec), text, split, options)
     except RemoteError as err:
         raise SourceError(f"{spec}: {err}") from None
