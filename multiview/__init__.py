@@ -5,7 +5,7 @@ Sub-packages follow the data flow (see docs/ and DESIGN): ``data`` (shards) -> `
 ``multiview`` itself stays light.
 """
 
-__version__ = "0.1.0"
+from multiview.core.version import __version__
 
 
 def load_encoder(path, **kwargs):

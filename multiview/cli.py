@@ -13,7 +13,7 @@ import sys
 # module path -> registers one or more top-level sub-commands
 COMMAND_MODULES = (
     "multiview.data.cli",  # shards write / inspect / verify
-    "multiview.train.cli",  # pretrain, export
+    "multiview.pretrain",  # pretrain, export
     "multiview.eval.cli",  # eval retrieval / linear / knn
     "multiview.quickstart",  # quickstart
 )
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="multiview",
         description="Self-supervised multimodal, multi-view representation learning by maximising MI across views.",
     )
-    from multiview import __version__
+    from multiview.core.version import __version__
 
     parser.add_argument("--version", action="version", version=f"multiview {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

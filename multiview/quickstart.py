@@ -118,7 +118,7 @@ def write_report(out: Path, recipe, summary, retrieval: dict, linear: dict, seco
 
 def run_quickstart(args) -> int:
     from multiview.builders import mfeat
-    from multiview.train.evaluate import run_recipe_eval
+    from multiview.eval.recipe_eval import run_recipe_eval
     from multiview.train.loop import pretrain
     from multiview.train.recipe import load_recipe
 

@@ -8,9 +8,7 @@ loader hands out, in the main process), ``epoch_done(skipped)`` and ``state_dict
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,43 +16,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from multiview.core.dist import rank_and_world
+from multiview.core.seeding import derive_generator
+
 log = logging.getLogger("multiview.data")
 
 
-def stable_seed(*parts: Any) -> int:
-    """A 63-bit seed from a stable hash of ``parts`` (same in every process, unlike ``hash()``)."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
 def sample_generator(seed: int, epoch: int, key: str) -> torch.Generator:
-    """The generator handed to ``map_fn`` for one sample: seeded by ``(seed, epoch, key)``.
-
-    Uses ``multiview.views.derive_generator`` (the contract of docs/architecture.md section 2) when the views
-    package is importable, so views behave the same inside and outside the data pipeline.
-    """
-    try:
-        from multiview.views import derive_generator
-    except ImportError:
-        return torch.Generator().manual_seed(stable_seed(seed, epoch, key))
+    """The generator handed to ``map_fn`` for one sample: seeded by ``(seed, epoch, key)`` with
+    :func:`multiview.core.seeding.derive_generator`, the function view generators use themselves."""
     return derive_generator(seed, epoch, key)
 
 
 def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """Explicit values, else torch.distributed when initialised, else env RANK / WORLD_SIZE, else (0, 1)."""
-    if rank is None or world_size is None:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            found = dist.get_rank(), dist.get_world_size()
-        else:
-            found = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        rank = found[0] if rank is None else rank
-        world_size = found[1] if world_size is None else world_size
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(
-            f"rank must be in [0, world_size) and world_size >= 1; got rank={rank}, world_size={world_size}"
-        )
-    return rank, world_size
+    return rank_and_world(rank, world_size)
 
 
 def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from multiview.data.batching import (  # noqa: F401 (re-exported: the public nam
     map_samples,
     resolve_rank,
     sample_generator,
-    stable_seed,
 )
 from multiview.data.errors import ON_ERROR, ErrorPolicy, ShardError
 from multiview.data.reader import ShardReader

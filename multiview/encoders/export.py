@@ -66,7 +66,7 @@ def save_encoder(
     config = getattr(encoder, "config", None)
     if not isinstance(config, dict) or "kind" not in config:
         raise ValueError(f"save_encoder needs an encoder with a config dict holding 'kind', got {config!r}")
-    from multiview import __version__
+    from multiview.core.version import __version__
 
     meta = {
         "multiview.format": FORMAT,

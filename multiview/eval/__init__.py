@@ -6,7 +6,7 @@ Light on import (the CLI imports ``multiview.eval.cli`` to build its parser): th
 - :mod:`multiview.eval.probes`: ``linear_probe``, ``knn_probe``, ``OnlineProbe``
 - :mod:`multiview.eval.baselines`: ``raw_input``, ``RawFeaturizer``, ``CCA``, ``CCARetrieval``
 - :mod:`multiview.eval.embed`: ``embed_samples``, ``embed_field``, ``Embedded``
-- :mod:`multiview.eval.bundle`: ``EvalBundle`` (what ``multiview.train.checkpoint.load_for_eval`` returns)
+- :mod:`multiview.eval.bundle`: ``EvalBundle`` (what ``multiview.eval.load.load_for_eval`` returns)
 - :mod:`multiview.eval.tasks`: ``run_retrieval``, ``run_linear``, ``run_knn`` (what the CLI runs)
 - :mod:`multiview.eval.plots`, :mod:`multiview.eval.report`
 """

@@ -1,6 +1,6 @@
 """What evaluation needs from a trained checkpoint: encoders and their deterministic input transforms.
 
-``multiview.train.checkpoint.load_for_eval(path)`` returns an :class:`EvalBundle`; tests and users can build one
+``multiview.eval.load.load_for_eval(path)`` returns an :class:`EvalBundle`; tests and users can build one
 directly from their own modules.
 """
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multiview.encoders.features import Features
+from multiview.core.features import Features
 
 PROBE_FEATURES = ("global", "maps", "trunk")
 
@@ -135,12 +135,7 @@ def _apply_head(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def load_bundle(checkpoint: str) -> EvalBundle:
-    """Load a checkpoint through the trainer's ``load_for_eval`` (imported here: eval never imports train eagerly)."""
-    try:
-        from multiview.train.checkpoint import load_for_eval
-    except ImportError as err:
-        raise RuntimeError(
-            f"cannot load checkpoint {checkpoint!r}: multiview.train.checkpoint.load_for_eval is not available "
-            f"({err}); use --baseline raw to evaluate raw inputs without a checkpoint"
-        ) from err
+    """The bundle of a checkpoint (or of a run folder's newest checkpoint): see :func:`multiview.eval.load.load_for_eval`."""
+    from multiview.eval.load import load_for_eval
+
     return load_for_eval(checkpoint)

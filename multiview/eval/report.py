@@ -59,7 +59,7 @@ def build_report(
     """The JSON-ready report: provenance, settings, nested ``results``, flat ``rows`` and figure paths."""
     if task not in ("retrieval", "linear", "knn"):
         raise ValueError(f"task must be 'retrieval', 'linear' or 'knn', got {task!r}")
-    from multiview import __version__
+    from multiview.core.version import __version__
 
     rows = retrieval_rows(results) if task == "retrieval" else probe_rows(task, results)
     return {

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from multiview.encoders.features import Features
+from multiview.core.features import Features
 
 FeatureDict = Mapping[str, Features]
 

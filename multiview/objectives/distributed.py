@@ -12,17 +12,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-
-def is_distributed() -> bool:
-    """True when a process group with more than one process is initialised."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) without a process group."""
-    if not is_distributed():
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
+from multiview.core.dist import is_distributed, rank_and_world  # noqa: F401 (re-exported)
 
 
 class _GatherWithGrad(torch.autograd.Function):

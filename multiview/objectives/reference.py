@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from multiview.encoders.features import Features
+from multiview.core.features import Features
 
 
 def _rows(scores: torch.Tensor):

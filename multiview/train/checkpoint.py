@@ -123,10 +123,3 @@ def load_model_state(checkpoint: Path) -> dict:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def load_for_eval(checkpoint):
-    """See :func:`multiview.train.export.load_for_eval` (kept here: ``multiview.eval`` imports it from this module)."""
-    from multiview.train.export import load_for_eval as _load
-
-    return _load(checkpoint)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from multiview.encoders.features import Features
+from multiview.core.features import Features
 from multiview.objectives.base import weighted_terms
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from multiview.data import write_dataset
-from multiview.train.export import load_for_eval
+from multiview.eval.load import load_for_eval
 from multiview.train.loop import Trainer
 from multiview.train.metrics_log import read_metrics
 from multiview.train.recipe import load_recipe

@@ -1,4 +1,7 @@
-"""``multiview pretrain`` and ``multiview export``."""
+"""``multiview pretrain`` (training, then the recipe's evaluations) and ``multiview export``.
+
+A command of the application layer: it composes ``multiview.train`` and ``multiview.eval``, which never import
+each other in that direction (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -79,8 +82,8 @@ def run_pretrain(args) -> int:
         )
     )
     if recipe.eval and not args.no_eval:
+        from multiview.eval.recipe_eval import run_recipe_eval
         from multiview.eval.report import markdown_table
-        from multiview.train.evaluate import run_recipe_eval
 
         for report in run_recipe_eval(recipe, summary.final_checkpoint):
             print(markdown_table(report["rows"]))

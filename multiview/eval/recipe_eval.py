@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from multiview.core.dist import rank_and_world
 from multiview.train.recipe import EvalConfig, Recipe
 
 
@@ -40,9 +40,9 @@ def run_eval_entry(entry: EvalConfig, recipe: Recipe, bundle, checkpoint: Path, 
 
 def run_recipe_eval(recipe: Recipe, checkpoint: Path, out_root: Path | None = None) -> list[dict]:
     """Every ``eval:`` entry of ``recipe`` on ``checkpoint``; only the main process evaluates."""
-    if int(os.environ.get("RANK", "0")) != 0 or not recipe.eval:
+    if rank_and_world()[0] != 0 or not recipe.eval:
         return []
-    from multiview.train.export import load_for_eval
+    from multiview.eval.load import load_for_eval
 
     bundle = load_for_eval(checkpoint)
     out_root = out_root or Path(checkpoint).parents[1] / "eval"
