@@ -3,11 +3,12 @@
     >>> import multiview.objectives as objectives
     >>> obj = objectives.create("cmc", views=("view0", "view1"), mode="full", temperature=0.07)
     >>> objectives.names()
-    ['amdim', 'cmc', 'cmi', 'dim', 'sum']
+    ['amdim', 'cmc', 'cmi', 'dim', 'lightly', 'sum']
 
 Add one with ``@multiview.objectives.register("name")`` on an :class:`Objective` subclass. Estimators (InfoNCE,
 JSD, DV, NWJ, MINE) live in :mod:`multiview.objectives.estimators`; cross-process gathering with gradients in
-:mod:`multiview.objectives.distributed`.
+:mod:`multiview.objectives.distributed`. ``lightly`` adapts a two-embedding loss of the lightly library
+(NTXentLoss, BarlowTwinsLoss, VICRegLoss, ...) to a view pair (:mod:`multiview.objectives.lightly_loss`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ register = OBJECTIVES.register
 
 
 def create(name: str, **kwargs: Any):
-    """Build a registered objective by name (``"dim"``, ``"amdim"``, ``"cmc"``, ``"cmi"``, ``"sum"``)."""
+    """Build a registered objective by name (``"dim"``, ``"amdim"``, ``"cmc"``, ``"cmi"``, ``"lightly"``, ``"sum"``)."""
     return OBJECTIVES.create(name, **kwargs)
 
 
@@ -31,7 +32,7 @@ def names() -> list[str]:
 
 
 # The objective modules register themselves on import; they import ``register`` from here, hence the order.
-from multiview.objectives import amdim, cmc, cmi, dim  # noqa: E402, F401, I001
+from multiview.objectives import amdim, cmc, cmi, dim, lightly_loss  # noqa: E402, F401, I001
 from multiview.objectives.base import AuxStep, Objective, ObjectiveOutput, WeightedSum  # noqa: E402
 
 
