@@ -6,10 +6,16 @@ the same batch size, with 0 and 2 DataLoader workers. Each configuration runs on
 pipeline (page cache), then ``--repeats`` timed epochs alternating the two pipelines; the best epoch of each
 counts (the machine is shared, so the best epoch is the least disturbed one).
 
-    python benchmarks/loader.py [--n 10000] [--batch-size 64] [--workers 0 2]
+    python benchmarks/loader.py [--n 10000] [--batch-size 64] [--workers 0 2] [--png-n 1000] [--png-only]
 
-The last line printed is JSON: ``ours_per_s``, ``baseline_per_s``, ``ratio`` (for the largest worker count) and
-the figures of every configuration under ``by_workers``.
+PNG decode cost, safe vs. unsafe (``--png-n`` images, 0 skips it): the same data-set images as PNG at 64 x 64 grey
+and 224 x 224 RGB, decoded by the library (``decode_value("png", ...)``: PIL, which raises on corrupt bytes) and by
+``torchvision.io.decode_png`` (the former fast path, which segfaults on some corrupt PNGs: issue 14), alternating,
+best of ``--repeats`` passes. ``--png-only`` skips the loader comparison.
+
+The last line printed is JSON: ``ours_per_s``, ``baseline_per_s``, ``ratio`` (for the largest worker count), the
+figures of every configuration under ``by_workers``, and under ``png`` per image size ``safe_us`` and ``unsafe_us``
+(microseconds per image) and ``ratio`` (safe / unsafe: the cost of safety).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from multiview.data import ShardStream, make_loader, write_dataset
+from multiview.data.fields import decode_value
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -113,14 +120,72 @@ def compare(root: Path, batch_size: int, workers: int, repeats: int) -> tuple[fl
     return max(ours_rates), max(base_rates)
 
 
+def png_corpus(images: np.ndarray, size: int, rgb: bool) -> list[bytes]:
+    """The images resized to ``size`` px as PNG: grey, or RGB with three different channels (image, its transpose,
+    its mirror) so the encoder cannot collapse them."""
+    out = []
+    for image in images:
+        grey = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+        arr = np.stack([grey, grey.T, grey[:, ::-1]], axis=-1) if rgb else grey
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def png_decode_cost(images: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:
+    """Microseconds per image of ``decode_value("png")`` (safe) vs. ``torchvision.io.decode_png`` (unsafe) on the
+    same PNGs; the two alternate pass by pass and the best pass of each counts. Checks both decode alike."""
+    from torchvision.io import ImageReadMode, decode_png
+
+    def unsafe(data: bytes) -> torch.Tensor:
+        return decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+
+    def safe(data: bytes) -> torch.Tensor:
+        return decode_value("png", data)
+
+    results = {}
+    for size, rgb, count in ((64, False, len(images)), (224, True, max(1, len(images) // 5))):
+        pngs = png_corpus(images[:count], size, rgb)
+        assert all(torch.equal(safe(p), unsafe(p)) for p in pngs[:20])
+        best = {"safe": float("inf"), "unsafe": float("inf")}
+        for _ in range(repeats + 1):  # the first pass of each is a warm-up like any other: best-of absorbs it
+            for name, decode in (("safe", safe), ("unsafe", unsafe)):
+                start = time.perf_counter()
+                for p in pngs:
+                    decode(p)
+                best[name] = min(best[name], (time.perf_counter() - start) / len(pngs))
+        results[f"{size}x{size}x{3 if rgb else 1}"] = {
+            "safe_us": round(best["safe"] * 1e6, 1),
+            "unsafe_us": round(best["unsafe"] * 1e6, 1),
+            "ratio": round(best["safe"] / best["unsafe"], 3),
+            "images": count,
+        }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="images (default 10000)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per pipeline; the best counts")
+    parser.add_argument("--png-n", type=int, default=1000, help="images for the PNG decode cost (0: skip it)")
+    parser.add_argument("--png-only", action="store_true", help="only the PNG decode cost, not the loaders")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    png = {}
+    if args.png_n > 0:
+        images, _, png_source = load_images(args.png_n)
+        png = png_decode_cost(images, args.repeats)
+        for size, r in png.items():
+            print(
+                f"PNG {size} ({r['images']} {png_source} images): safe (PIL) {r['safe_us']:.0f} us/img | "
+                f"unsafe (torchvision decode_png) {r['unsafe_us']:.0f} us/img | safe / unsafe {r['ratio']:.2f}"
+            )
+    if args.png_only:
+        print(json.dumps({"png": png, "png_n": args.png_n}))
+        return
     root = Path(tempfile.mkdtemp(prefix="mv-bench-loader-"))
     try:
         source = prepare(root, args.n)
@@ -140,7 +205,8 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     headline = results[str(max(args.workers))]
-    print(json.dumps({**headline, "workers": max(args.workers), "n": args.n, "source": source, "by_workers": results}))
+    summary = {**headline, "workers": max(args.workers), "n": args.n, "source": source, "by_workers": results}
+    print(json.dumps({**summary, "png": png}))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from multiview.data.fields import IMAGE_EXTS, split_field
+from multiview.data.fields import AUDIO_EXTS, IMAGE_EXTS, split_field
 from multiview.data.remote import IOOptions, is_local, open_write
 
 MANIFEST_NAME = "manifest.json"
@@ -45,8 +45,9 @@ class ManifestError(ValueError):
 def infer_modality(field: str, info: dict[str, Any], audio: bool = False) -> tuple[str, str | None]:
     """Modality of a field from its extension, name and decoded shape -> (modality, camera_group or None).
 
-    ``cam0.png, cam1.png`` (or ``left_cam0``, ``camera3``) -> camera (group: the name without its index); other images -> image; ``.wav`` or an Audio ``.npy`` ->
-    audio; ``.npy`` of rank 1 -> vector, higher rank -> sensor; ``.cls`` -> label; ``.json .txt`` -> meta.
+    ``cam0.png, cam1.png`` (or ``left_cam0``, ``camera3``) -> camera (group: the name without its index); other
+    images -> image; ``.wav .flac .ogg .mp3`` or an Audio ``.npy`` -> audio; ``.npy`` of rank 1 -> vector, higher
+    rank -> sensor; ``.cls`` -> label; ``.json .txt`` -> meta.
     """
     name, ext = split_field(field)
     if ext in IMAGE_EXTS:
@@ -54,7 +55,7 @@ def infer_modality(field: str, info: dict[str, Any], audio: bool = False) -> tup
         if match:
             return "camera", match["group"]
         return "image", None
-    if ext == "wav" or audio:
+    if ext in AUDIO_EXTS or audio:
         return "audio", None
     if ext == "npy":
         return ("vector" if len(info.get("shape", [])) <= 1 else "sensor"), None
