@@ -11,10 +11,11 @@ the papers use the global batch, and so do CMC's in-batch negatives here):
 
 ================================  ==========================================================================
 ``NTXentLoss`` (SimCLR, Chen et   negatives gathered with gradients (``lightly.utils.dist.gather``): the mean of
-al. 2020), ``DCLLoss`` /          the per-process losses equals the one-process loss on the global batch, and so
-``DCLWLoss`` (Yeh et al. 2022),   do the gradients after DDP's averaging (lightly >= 1.5.4; older versions drop
-``DirectCLRLoss`` (Jing et al.    the other processes' gradient).
-2022)
+al. 2020), ``DCLLoss`` (Yeh et    the per-process losses equals the one-process loss on the global batch, and so
+al. 2022), ``DirectCLRLoss``      do the gradients after DDP's averaging (lightly >= 1.5.4; older versions drop
+(Jing et al. 2022)                the other processes' gradient).
+``DCLWLoss`` (Yeh et al. 2022)    negatives gathered as DCL's, but the positives' von Mises-Fisher weights are a
+                                  softmax over each process's own rows: close to, not equal to, the global loss.
 ``VICRegLoss`` (Bardes et al.     variance and covariance terms on the gathered batch, invariance on the local
 2022)                             rows: the mean equals the global-batch loss (lightly >= 1.5.4).
 ``BarlowTwinsLoss`` (Zbontar et   the cross-correlation matrix is averaged over processes, but each process

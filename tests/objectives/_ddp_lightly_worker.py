@@ -27,6 +27,8 @@ IN_DIMS = {"a": 12, "b": 6}
 LOSSES = {
     "ntxent": ("NTXentLoss", {"temperature": 0.2}),
     "dcl": ("DCLLoss", {"temperature": 0.3}),
+    "dclw": ("DCLWLoss", {"temperature": 0.3, "sigma": 0.4}),
+    "directclr": ("DirectCLRLoss", {"loss_dim": 5}),
     "vicreg": ("VICRegLoss", {}),
     "negcos": ("NegativeCosineSimilarity", {}),
     "barlow": ("BarlowTwinsLoss", {"lambda_param": 0.01}),

@@ -42,6 +42,7 @@ def test_every_listed_loss_has_arguments_here():
     )
 
 
+@pytest.mark.filterwarnings("ignore:To copy construct from a tensor:UserWarning")  # lightly's DCLW weights
 @pytest.mark.parametrize("name", available_pair_losses())
 def test_value_and_gradients_equal_lightlys_own(name):
     """As a recipe builds it (``{name: lightly, loss: ..., loss_args: {...}, views: [image, audio]}``)."""
@@ -153,7 +154,7 @@ def _assert_ddp_matches(results, kind, reference):
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("kind", ["ntxent", "dcl", "vicreg", "negcos"])
+@pytest.mark.parametrize("kind", ["ntxent", "dcl", "directclr", "vicreg", "negcos"])
 def test_two_processes_match_one_on_the_global_batch(ddp_results, kind):
     _assert_ddp_matches(ddp_results, kind, kind)
     ranks = [r["ddp"][kind]["loss"][0] for r in ddp_results]
@@ -168,6 +169,14 @@ def test_two_process_barlow_twins_standardises_each_process_on_its_own(ddp_resul
     ranks = [r["ddp"]["barlow"]["loss"][0] for r in ddp_results]
     torch.testing.assert_close(ranks[0], ranks[1])  # one all-reduced matrix: the same loss everywhere
     assert not torch.allclose(ranks[0], ddp_results[0]["single"]["barlow"]["loss"][0], rtol=1e-3)
+
+
+@pytest.mark.distributed
+def test_two_process_dclw_weights_each_process_on_its_own(ddp_results):
+    """DCLW gathers its negatives, but its positives' von Mises-Fisher weights are a softmax over each process's
+    rows (``2 - B * softmax``): the mean of the per-process losses is not the global-batch loss (documented)."""
+    mean_loss = sum(r["ddp"]["dclw"]["loss"][0] for r in ddp_results) / 2
+    assert not torch.allclose(mean_loss, ddp_results[0]["single"]["dclw"]["loss"][0], rtol=1e-4)
 
 
 def test_per_chunk_barlow_reference_is_lightlys_loss_with_one_chunk():
