@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 
 # module path -> registers one or more top-level sub-commands
@@ -19,7 +20,9 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "eval") -> argparse.ArgumentParser:
+    """The parser; ``command`` (the first argument) lets areas skip building sub-commands that are not asked for
+    (``register(subparsers, tasks=...)``)."""
     parser = argparse.ArgumentParser(
         prog="multiview",
         description="Self-supervised multimodal, multi-view representation learning by maximising MI across views.",
@@ -35,12 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
             if err.name != module_name:  # a real import error inside an existing module
                 raise
             continue  # that area is not built yet
-        module.register(subparsers)
+        if "tasks" in inspect.signature(module.register).parameters:
+            module.register(subparsers, tasks=command == module.COMMAND)
+        else:
+            module.register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args, extra = parser.parse_known_args(argv)
     # argparse stops collecting ``key=value`` overrides at the first option; accept them anywhere.
     if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):

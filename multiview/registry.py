@@ -13,16 +13,20 @@ Examples:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
 class Registry:
     """Maps a name to a factory (a class or a function) that builds a component."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, plugins: Sequence[str] = ()):
+        """``plugins``: modules that register the built-in entries, imported on the first lookup -- so a lower
+        layer can hold a registry whose entries live in a higher one (the evaluations) without importing it."""
         self.kind = kind
         self._factories: dict[str, Callable[..., Any]] = {}
+        self._plugins = tuple(plugins)
 
     def register(self, name: str | None = None, *, overwrite: bool = False):
         """Decorator: ``@REG.register("name")`` (or bare ``@REG.register()`` to use ``__name__``)."""
@@ -36,7 +40,13 @@ class Registry:
 
         return decorator
 
+    def _load_plugins(self) -> None:
+        plugins, self._plugins = self._plugins, ()
+        for module in plugins:
+            importlib.import_module(module)
+
     def get(self, name: str) -> Callable[..., Any]:
+        self._load_plugins()
         if name not in self._factories:
             close = difflib.get_close_matches(name, self._factories, n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -47,9 +57,11 @@ class Registry:
         return self.get(name)(**kwargs)
 
     def names(self) -> list[str]:
+        self._load_plugins()
         return sorted(self._factories)
 
     def __contains__(self, name: object) -> bool:
+        self._load_plugins()
         return name in self._factories
 
     def __repr__(self) -> str:

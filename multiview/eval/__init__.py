@@ -7,7 +7,10 @@ Light on import (the CLI imports ``multiview.eval.cli`` to build its parser): th
 - :mod:`multiview.eval.baselines`: ``raw_input``, ``RawFeaturizer``, ``CCA``, ``CCARetrieval``
 - :mod:`multiview.eval.embed`: ``embed_samples``, ``embed_field``, ``Embedded``
 - :mod:`multiview.eval.bundle`: ``EvalBundle`` (what ``multiview.eval.load.load_for_eval`` returns)
-- :mod:`multiview.eval.tasks`: ``run_retrieval``, ``run_linear``, ``run_knn`` (what the CLI runs)
+- :mod:`multiview.eval.base`: the extension point: ``Evaluation``, ``EvalContext``, ``register_evaluation``,
+  ``run_evaluation`` (the registry: ``multiview.core.evaluations.EVALUATIONS``)
+- :mod:`multiview.eval.retrieval_task`, :mod:`multiview.eval.probe_tasks`: the built-in evaluations
+- :mod:`multiview.eval.tasks`: ``run_retrieval``, ``run_linear``, ``run_knn`` (library calls) and shared inputs
 - :mod:`multiview.eval.plots`, :mod:`multiview.eval.report`
 """
 
@@ -35,6 +38,12 @@ _EXPORTS = {
     "run_retrieval": "tasks",
     "run_linear": "tasks",
     "run_knn": "tasks",
+    "Evaluation": "base",
+    "EvalContext": "base",
+    "OptionError": "base",
+    "register_evaluation": "base",
+    "get_evaluation": "base",
+    "run_evaluation": "base",
 }
 
 __all__ = sorted(_EXPORTS)

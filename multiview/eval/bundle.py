@@ -15,7 +15,7 @@ from torch import nn
 
 from multiview.core.features import Features
 
-PROBE_FEATURES = ("global", "maps", "trunk")
+PROBE_FEATURES = ("global", "maps", "trunk", "trunk_maps")
 
 
 @dataclass
@@ -47,21 +47,27 @@ class EvalBundle:
             return xa, xb
         return _apply_head(self.pair_heads[(a, b)], xa), _apply_head(self.pair_heads[(b, a)], xb)
 
-    def with_probe_features(self, kind: str = "global", grid: int = 2) -> EvalBundle:
+    def with_probe_features(self, kind: str = "global", grid: int | list[int] = 2) -> EvalBundle:
         """The same bundle with encoders whose vector is what probes read: ``"global"`` the encoder's global vector
         (unchanged); ``"maps"`` that vector followed by every local map average-pooled to ``grid x grid`` (1-D
         maps: ``grid``) and flattened -- conv-map probes as in the DIM and AMDIM papers; ``"trunk"`` the pooled
         trunk output before the encoder's projection head (encoders with ``trunk_forward``, e.g. timm ones: a
-        projection head trained by a contrastive loss can drop what a probe needs, as SimCLR reports). Pair heads
-        are dropped (they take the global vector only)."""
+        projection head trained by a contrastive loss can drop what a probe needs, as SimCLR reports);
+        ``"trunk_maps"`` the trunk's intermediate maps (timm's ``forward_intermediates``), each pooled to its
+        own grid (``grid`` one int, or one per map in order: ``[7, 2, 1]`` for an AMDIM trunk is r7 whole, r5
+        2x2, r1). Pair heads are dropped (they take the global vector only)."""
         if kind not in PROBE_FEATURES:
             raise ValueError(f"probe features {kind!r}: expected one of {list(PROBE_FEATURES)}")
-        if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
-            raise ValueError(f"probe feature grid must be an int >= 1, got {grid!r}")
+        grids = grid if isinstance(grid, list | tuple) else [grid]
+        if not grids or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in grids):
+            raise ValueError(f"probe feature grid must be an int >= 1 (or a list of them), got {grid!r}")
+        if kind == "maps" and len(grids) != 1:
+            raise ValueError(f"features 'maps' pools every map to one grid; got {grid!r} (per-map: trunk_maps)")
         if kind == "global":
             return self
-        wrap = PooledMaps if kind == "maps" else TrunkOutput
-        encoders = {name: wrap(encoder, grid, name) for name, encoder in self.encoders.items()}
+        wrap = {"maps": PooledMaps, "trunk": TrunkOutput, "trunk_maps": TrunkMaps}[kind]
+        encoders = {name: wrap(encoder, grid if kind == "trunk_maps" else grids[0], name)
+                    for name, encoder in self.encoders.items()}  # fmt: skip
         return replace(self, encoders=encoders, pair_heads={})
 
     def check_field(self, name: str) -> None:
@@ -115,6 +121,44 @@ class TrunkOutput(nn.Module):
     def forward(self, x: torch.Tensor) -> Features:
         pooled, _ = self.encoder.trunk_forward(x)
         return Features(pooled.flatten(1))
+
+
+class TrunkMaps(nn.Module):
+    """An encoder wrapper for probes: ``x -> Features(cat[pool(map_i, grid_i) for the trunk's intermediate maps])``.
+
+    The trunk is ``encoder.trunk`` with timm's ``forward_intermediates`` (the AMDIM trunk: r7, r5, r1; timm
+    models: their stages). ``grid``: one size for every map, or one per map in order. Shapes: maps
+    ``[B, C_i, H_i, W_i]`` -> ``global_ [B, sum_i C_i * grid_i^2]``.
+    """
+
+    def __init__(self, encoder: nn.Module, grid: int | list[int], field: str):
+        super().__init__()
+        trunk = getattr(encoder, "trunk", None)
+        if not callable(getattr(trunk, "forward_intermediates", None)):
+            raise ValueError(
+                f"field {field!r}: its encoder ({type(encoder).__name__}) has no trunk with forward_intermediates "
+                f"(AMDIM and timm trunks have one); probe it with features 'global' or 'maps'"
+            )
+        self.encoder, self.grid, self.field = encoder, grid, field
+
+    def forward(self, x: torch.Tensor) -> Features:
+        maps = self.encoder.trunk.forward_intermediates(x, intermediates_only=True)
+        grids = list(self.grid) if isinstance(self.grid, list | tuple) else [self.grid] * len(maps)
+        if len(grids) != len(maps):
+            raise ValueError(
+                f"field {self.field!r}: grid {self.grid} gives {len(grids)} sizes for the trunk's {len(maps)} maps"
+            )
+        pooled = [_pool(m, g, self.field, f"map {i}").flatten(1) for i, (m, g) in enumerate(zip(maps, grids))]
+        return Features(torch.cat(pooled, dim=1))
+
+
+def parse_grid(text: str) -> int | list[int]:
+    """``"2"`` -> 2; ``"7,2,1"`` -> [7, 2, 1] (a probe's pooling grid on the command line)."""
+    try:
+        sizes = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"grid {text!r}: expected an int or ints separated by commas, e.g. 7,2,1") from None
+    return sizes[0] if len(sizes) == 1 else sizes
 
 
 def _pool(feature_map: torch.Tensor, grid: int, field: str, name: str) -> torch.Tensor:

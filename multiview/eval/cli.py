@@ -1,4 +1,5 @@
-"""``multiview eval {retrieval,linear,knn,table}``: the evaluation commands (heavy imports inside handlers).
+"""``multiview eval <evaluation>`` (one sub-command per registered evaluation: retrieval, linear, knn, ...) and
+``multiview eval table``.
 
 Examples::
 
@@ -15,19 +16,32 @@ import argparse
 import datetime as _dt
 import shlex
 
+COMMAND = "eval"  # the top-level command this module adds
 
-def register(subparsers) -> None:
-    """Add ``eval`` and its sub-commands to the top-level ``multiview`` parser."""
+
+def register(subparsers, tasks: bool = True) -> None:
+    """Add ``eval`` with one sub-command per registered evaluation (and ``table``) to the ``multiview`` parser.
+
+    ``tasks=False`` adds the ``eval`` entry alone: the evaluations import torch to register, which ``multiview
+    --help`` and the other commands need not pay for."""
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate a checkpoint (or raw inputs): retrieval, linear probe, kNN",
-        description="Evaluate frozen features of a checkpoint, or the raw-input baseline, on a shard folder.",
+        help="evaluate a checkpoint (or raw inputs): retrieval, linear probe, kNN, and registered evaluations",
+        description="Evaluate frozen features of a checkpoint, or the raw-input baseline, on a shard source.",
     )
     sub = parser.add_subparsers(dest="eval_command", metavar="TASK")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
-    _add_retrieval(sub)
-    _add_linear(sub)
-    _add_knn(sub)
+    if not tasks:
+        return
+    from multiview.core.evaluations import EVALUATIONS
+
+    for name in EVALUATIONS.names():
+        evaluation = EVALUATIONS.get(name)()
+        p = sub.add_parser(name, help=evaluation.help, description=evaluation.description or evaluation.help)
+        _common(p, name)
+        evaluation.add_arguments(p)
+        flags = {a.dest: (a.option_strings[-1], a.const is False) for a in p._actions if a.option_strings}
+        p.set_defaults(func=_run, _flags=flags)
     _add_table(sub)
 
 
@@ -62,92 +76,18 @@ def _common(p: argparse.ArgumentParser, task: str) -> None:
     )
     p.add_argument("--no-plots", action="store_true", help="write the JSON and Markdown only")
     p.add_argument(
+        "--rename",
+        nargs="+",
+        metavar="NAME=FIELD",
+        help="read shard field FIELD as NAME (default: the checkpoint recipe's data.rename), e.g. image=jpg",
+    )
+    p.add_argument(
         "--map",
         dest="map_method",
         choices=["pca", "tsne"],
         default="pca",
         help="2-D map of the embedding coloured by label (default: pca)",
     )
-
-
-def _add_retrieval(sub) -> None:
-    p = sub.add_parser(
-        "retrieval",
-        help="cross-view retrieval: R@k, median/mean rank (paired rows), mAP and P@k (labels), both directions",
-        description="Embed two fields of the same samples, rank by cosine similarity, report metrics both ways. "
-        "R@k = at least one positive in the top k; ties are counted against the query.",
-    )
-    _common(p, "retrieval")
-    p.add_argument("--query", help="query field (e.g. image)")
-    p.add_argument("--gallery", help="gallery field (e.g. audio)")
-    p.add_argument("--all-pairs", action="store_true", help="every pair of --fields (default: all view fields)")
-    p.add_argument("--fields", nargs="+", help="fields for --all-pairs")
-    p.add_argument(
-        "--paired",
-        choices=["auto", "yes", "no"],
-        default="auto",
-        help="instance-level metrics (row i <-> row i). auto: yes, unless the manifest's "
-        "extra.pairing says 'class' (default: auto)",
-    )
-    p.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="cut-offs k (default: 1 5 10)")
-    p.add_argument(
-        "--chunk-size",
-        type=int,
-        default=None,
-        help="query rows per similarity block (default: sized to 4M scores per block)",
-    )
-    p.add_argument("--cca-components", type=int, default=10, help="CCA components of the baseline (default: 10)")
-    p.add_argument("--grid-queries", type=int, default=6, help="queries shown in each retrieval grid (default: 6)")
-    p.set_defaults(func=_run_retrieval)
-
-
-def _add_probe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fields", nargs="+", help="fields to probe (default: every field with an encoder / view)")
-    p.add_argument("--no-fuse", action="store_true", help="do not add the fields' concatenated features")
-    p.add_argument(
-        "--features",
-        choices=["global", "maps", "trunk"],
-        default="global",
-        help="what the probe reads: the encoders' global vectors (default); those plus every local conv map "
-        "average-pooled to --grid x --grid (maps: the DIM / AMDIM papers' conv-map probes); or the pooled trunk "
-        "output before the projection head (trunk: timm encoders)",
-    )
-    p.add_argument("--grid", type=int, default=2, help="pooling grid of --features maps (default: 2)")
-
-
-def _add_linear(sub) -> None:
-    p = sub.add_parser(
-        "linear",
-        help="linear probe on frozen features: standardise, weight-decay search on a validation split, top-1",
-        description="Logistic regression on frozen, standardised features per field (and fused); the weight "
-        "decay is chosen on a stratified validation split carved from the train split.",
-    )
-    _common(p, "linear")
-    _add_probe_args(p)
-    p.add_argument(
-        "--weight-decays",
-        type=float,
-        nargs="+",
-        default=None,
-        help="grid of weight decays (default: 1e-6 .. 1e-1, one per decade)",
-    )
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of train held out (default: 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the validation split (default: 0)")
-    p.set_defaults(func=_run_linear)
-
-
-def _add_knn(sub) -> None:
-    p = sub.add_parser(
-        "knn",
-        help="cosine kNN on frozen features (k=20, exp(sim/0.07) weighted votes)",
-        description="Weighted cosine kNN as in InstDisc: the k nearest train items vote with exp(sim / tau).",
-    )
-    _common(p, "knn")
-    _add_probe_args(p)
-    p.add_argument("--k", type=int, default=20, help="neighbours (default: 20)")
-    p.add_argument("--temperature", type=float, default=0.07, help="vote temperature tau (default: 0.07)")
-    p.add_argument("--chunk-size", type=int, default=None, help="test rows per similarity block")
-    p.set_defaults(func=_run_knn)
 
 
 def _add_table(sub) -> None:
@@ -167,33 +107,52 @@ def _out_dir(args, task: str) -> str:
     return f"runs/eval/{task}-{stamp}"
 
 
-def _shared(args, task: str) -> dict:
-    return {
-        "data": args.data,
-        "split": args.split,
-        "train_split": args.train_split,
-        "baseline": args.baseline,
-        "compare_baseline": not args.no_baseline,
-        "label_field": args.label_field,
-        "batch_size": args.batch_size,
-        "device": args.device,
-        "out_dir": _out_dir(args, task),
-        "plots": not args.no_plots,
-        "map_method": args.map_method,
-        "command": command_line(args, task),
-    }
+def _context(args, task: str):
+    """The EvalContext of a parsed command line."""
+    from multiview.eval.base import EvalContext
+
+    return EvalContext(
+        data=args.data,
+        checkpoint=args.checkpoint,
+        split=args.split,
+        train_split=args.train_split,
+        baseline=args.baseline,
+        compare_baseline=not args.no_baseline,
+        label_field=args.label_field,
+        batch_size=args.batch_size,
+        device=args.device,
+        out_dir=_out_dir(args, task),
+        plots=not args.no_plots,
+        map_method=args.map_method,
+        command=command_line(args, task),
+        rename=_rename(args.rename),
+    )
+
+
+def _rename(items: list[str] | None) -> dict[str, str] | None:
+    """``["image=jpg", ...]`` -> ``{"image": "jpg"}`` (None: the checkpoint recipe's ``data.rename``)."""
+    if items is None:
+        return None
+    pairs = [item.partition("=") for item in items]
+    bad = [item for item, (name, eq, field) in zip(items, pairs) if not (name and eq and field)]
+    if bad:
+        raise SystemExit(f"error: --rename {bad[0]!r}: expected NAME=FIELD, e.g. image=jpg")
+    return {name: field for name, _, field in pairs}
 
 
 def command_line(args, task: str) -> str:
     """The command as parsed (defaults filled in), so a report says exactly what ran, however it was invoked."""
     parts = ["multiview", "eval", task]
-    skip = {"func", "command", "eval_command", "checkpoint"}
+    skip = {"func", "command", "eval_command", "checkpoint", "_flags"}
+    flags = getattr(args, "_flags", {})
     if args.checkpoint:
         parts.append(args.checkpoint)
     for name, value in vars(args).items():
+        flag, inverted = flags.get(name, ("--" + name.replace("_", "-"), False))
+        if inverted:  # a --no-X flag: shown when it turned X off
+            value = value is False
         if name in skip or value is None or value is False:
             continue
-        flag = "--" + name.replace("_", "-").replace("map-method", "map")
         if value is True:
             parts.append(flag)
         elif isinstance(value, (list, tuple)):
@@ -214,60 +173,15 @@ def _finish(report: dict, task: str, out_dir: str) -> int:
     return 0
 
 
-def _run_retrieval(args) -> int:
-    from multiview.eval.tasks import run_retrieval
+def _run(args) -> int:
+    """Run the evaluation named by the sub-command with the parsed context and options."""
+    from multiview.eval.base import get_evaluation
 
-    kwargs = _shared(args, "retrieval")
-    report = run_retrieval(
-        args.checkpoint,
-        query=args.query,
-        gallery=args.gallery,
-        fields=args.fields,
-        all_pairs=args.all_pairs,
-        paired=args.paired,
-        ks=args.ks,
-        chunk_size=args.chunk_size,
-        cca_components=args.cca_components,
-        grid_queries=args.grid_queries,
-        **kwargs,
-    )
-    return _finish(report, "retrieval", kwargs["out_dir"])
-
-
-def _run_linear(args) -> int:
-    from multiview.eval.tasks import run_linear
-
-    kwargs = _shared(args, "linear")
-    report = run_linear(
-        args.checkpoint,
-        fields=args.fields,
-        fuse=not args.no_fuse,
-        weight_decays=args.weight_decays,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        features=args.features,
-        grid=args.grid,
-        **kwargs,
-    )
-    return _finish(report, "linear", kwargs["out_dir"])
-
-
-def _run_knn(args) -> int:
-    from multiview.eval.tasks import run_knn
-
-    kwargs = _shared(args, "knn")
-    report = run_knn(
-        args.checkpoint,
-        fields=args.fields,
-        fuse=not args.no_fuse,
-        k=args.k,
-        temperature=args.temperature,
-        chunk_size=args.chunk_size,
-        features=args.features,
-        grid=args.grid,
-        **kwargs,
-    )
-    return _finish(report, "knn", kwargs["out_dir"])
+    task = args.eval_command
+    evaluation = get_evaluation(task)
+    ctx = _context(args, task)
+    report = evaluation.run(ctx, evaluation.options_from_args(args))
+    return _finish(report, task, str(ctx.out_dir))
 
 
 def _run_table(args) -> int:

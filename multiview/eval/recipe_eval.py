@@ -1,4 +1,5 @@
-"""The evaluation a recipe asks for at the end of pretraining (``eval:`` entries), on the final checkpoint."""
+"""The evaluations a recipe asks for at the end of pretraining (``eval:`` entries, any registered evaluation), on
+the final checkpoint."""
 
 from __future__ import annotations
 
@@ -10,32 +11,20 @@ from multiview.train.recipe import EvalConfig, Recipe
 
 def run_eval_entry(entry: EvalConfig, recipe: Recipe, bundle, checkpoint: Path, out_root: Path) -> dict:
     """Run one ``eval:`` entry of a recipe with the trained encoders; returns the report dict."""
-    from multiview.eval import run_knn, run_linear, run_retrieval
+    from multiview.eval.base import EvalContext, get_evaluation
 
-    common = {"data": recipe.data.path, "split": entry.split, "train_split": entry.train_split, "bundle": bundle}
-    out_dir = out_root / entry.kind
-    command = f"multiview pretrain (recipe {recipe.name}, eval {entry.kind})"
-    if entry.kind == "retrieval":
-        return run_retrieval(
-            str(checkpoint),
-            query=entry.query,
-            gallery=entry.gallery,
-            fields=entry.fields,
-            all_pairs=entry.all_pairs,
-            out_dir=out_dir,
-            command=command,
-            **common,
-        )
-    probe = run_linear if entry.kind == "linear" else run_knn
-    return probe(
-        str(checkpoint),
-        fields=entry.fields,
-        features=entry.features,
-        grid=entry.grid,
-        out_dir=out_dir,
-        command=command,
-        **common,
+    evaluation = get_evaluation(entry.kind)
+    options = entry.options if entry.options is not None else evaluation.options(**entry.args)
+    ctx = EvalContext(
+        data=recipe.data.path,
+        checkpoint=str(checkpoint),
+        bundle=bundle,
+        split=entry.split,
+        train_split=entry.train_split,
+        out_dir=out_root / entry.kind,
+        command=f"multiview pretrain (recipe {recipe.name}, eval {entry.kind})",
     )
+    return evaluation.run(ctx, options)
 
 
 def run_recipe_eval(recipe: Recipe, checkpoint: Path, out_root: Path | None = None) -> list[dict]:

@@ -55,13 +55,17 @@ def build_report(
     settings: dict | None = None,
     figures: dict[str, str] | None = None,
     recipe: dict | None = None,
+    rows: list[dict] | None = None,
 ) -> dict:
-    """The JSON-ready report: provenance, settings, nested ``results``, flat ``rows`` and figure paths."""
-    if task not in ("retrieval", "linear", "knn"):
-        raise ValueError(f"task must be 'retrieval', 'linear' or 'knn', got {task!r}")
+    """The JSON-ready report: provenance, settings, nested ``results``, flat ``rows`` (given by the evaluation, or
+    read from ``results`` by :func:`retrieval_rows` / :func:`probe_rows`) and figure paths."""
+    from multiview.core.evaluations import EVALUATIONS
     from multiview.core.version import __version__
 
-    rows = retrieval_rows(results) if task == "retrieval" else probe_rows(task, results)
+    if task not in EVALUATIONS:
+        raise ValueError(f"task must be a registered evaluation {EVALUATIONS.names()}, got {task!r}")
+    if rows is None:  # the built-in shapes of results: retrieval's {method: {pair: {direction: ...}}}, else probes'
+        rows = retrieval_rows(results) if task == "retrieval" else probe_rows(task, results)
     return {
         "schema": SCHEMA,
         "task": task,

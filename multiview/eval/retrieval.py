@@ -284,3 +284,13 @@ def retrieval_report(
             block["class"] = class_metrics(x, y, lx, ly, ks, chunk_size, return_ranks=return_ranks)
         out[f"{src}->{dst}"] = block
     return out
+
+
+def hit_grades(rows: np.ndarray, hits: np.ndarray, labels: np.ndarray | None, paired: bool) -> np.ndarray:
+    """``[Q, k]`` grades of the hits of query rows: 2 the paired item (paired) or any same-label item (unpaired),
+    1 a same-label item that is not the paired one (paired, with labels), 0 wrong."""
+    same_class = labels[hits] == labels[rows][:, None] if labels is not None else np.zeros(hits.shape, dtype=bool)
+    if not paired:
+        return same_class.astype(np.int64) * 2
+    same_item = hits == rows[:, None]
+    return np.where(same_item, 2, np.where(same_class, 1, 0))

@@ -128,17 +128,21 @@ class LogConfig:
 
 @dataclass
 class EvalConfig:
-    kind: Literal["retrieval", "linear", "knn"]
+    """One evaluation to run on the final checkpoint: a registered evaluation (``kind``), the splits, and its
+    options (every other key of the entry, checked against the evaluation's ``Options``; read back as attributes:
+    ``entry.features``)."""
+
+    kind: str
     split: str = "test"
     train_split: str = "train"
-    query: str | None = None
-    gallery: str | None = None
-    fields: list[str] | None = None
-    all_pairs: bool = False
-    features: Literal["global", "maps", "trunk"] = (
-        "global"  # linear / knn: what the probe reads (see multiview eval linear)
-    )
-    grid: int = 2  # pooling grid of features "maps"
+    args: dict[str, Any] = field(default_factory=dict)
+    options: Any = field(default=None, repr=False, compare=False)  # the evaluation's Options, set by validation
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options")
+        if options is not None and hasattr(options, name):
+            return getattr(options, name)
+        raise AttributeError(f"eval entry {self.__dict__.get('kind')!r} has no option {name!r}")
 
 
 @dataclass
@@ -294,6 +298,14 @@ def _normalise_components(data: dict) -> dict:
         }
     if isinstance(data.get("objectives"), list):
         data["objectives"] = [split(spec, "name", ("weight",)) for spec in data["objectives"]]
+    if isinstance(data.get("eval"), list):  # {kind, split, train_split, <options>} -> options under args
+        heads = ("kind", "split", "train_split", "args")
+        data["eval"] = [
+            {**{k: v for k, v in e.items() if k in heads}, "args": {k: v for k, v in e.items() if k not in heads}}
+            if isinstance(e, dict) and "args" not in e
+            else e
+            for e in data["eval"]
+        ]
     return data
 
 
@@ -318,7 +330,6 @@ def _check_semantics(recipe: Recipe, validator: _Validator) -> None:
         "train.epochs": train.epochs or 1,
         "log.every": recipe.log.every,
         "checkpoint.keep": recipe.checkpoint.keep,
-        **{f"eval[{i}].grid": entry.grid for i, entry in enumerate(recipe.eval)},
     }
     for key, value in positives.items():
         if value <= 0:
@@ -333,12 +344,30 @@ def _check_semantics(recipe: Recipe, validator: _Validator) -> None:
         raise validator.fail("data.epoch_size", f"expected a positive integer, got {data.epoch_size}")
     if isinstance(data.path, list) and not data.path:
         raise validator.fail("data.path", "expected a source or a non-empty list of URLs, got []")
+    for i, entry in enumerate(recipe.eval):
+        _check_eval_entry(entry, f"eval[{i}]", validator)
     if not recipe.objectives:
         raise validator.fail("objectives", "expected at least one objective")
     if not recipe.encoders:
         raise validator.fail("encoders", "expected at least one encoder")
     if recipe.optimizer.lr <= 0:
         raise validator.fail("optimizer.lr", f"expected a positive learning rate, got {recipe.optimizer.lr}")
+
+
+def _check_eval_entry(entry: EvalConfig, path: str, validator: _Validator) -> None:
+    """The entry's kind is a registered evaluation and its options fit that evaluation's ``Options``."""
+    from multiview.core.evaluations import EVALUATIONS
+
+    if entry.kind not in EVALUATIONS:
+        raise validator.fail(f"{path}.kind", f"unknown evaluation {entry.kind!r}; registered: {EVALUATIONS.names()}")
+    evaluation = EVALUATIONS.get(entry.kind)()
+    options = validator.convert_dataclass(entry.args, evaluation.Options, path)
+    try:
+        evaluation.check(options)
+    except ValueError as err:  # OptionError: names the key
+        key = getattr(err, "key", None)
+        raise validator.fail(f"{path}.{key}" if key else path, getattr(err, "message", str(err))) from None
+    entry.options = options
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -399,7 +399,7 @@ def test_probe_features_errors_and_global_is_unchanged():
     assert plain.with_probe_features("global") is plain
     with pytest.raises(ValueError, match="field 'a': its encoder returns no local maps"):
         plain.with_probe_features("maps").encoders["a"](torch.zeros(1, DIM))
-    with pytest.raises(ValueError, match="expected one of \\['global', 'maps', 'trunk'\\]"):
+    with pytest.raises(ValueError, match="expected one of \\['global', 'maps', 'trunk', 'trunk_maps'\\]"):
         plain.with_probe_features("pixels")
     with pytest.raises(ValueError, match="grid must be an int >= 1"):
         plain.with_probe_features("maps", 0)

@@ -146,5 +146,6 @@ def test_eval_entries_take_probe_features_and_check_them(tmp_path):
     assert (entry.features, entry.grid) == ("maps", 3)
     assert load_recipe(write(tmp_path, "g.yaml", BASE + "eval:\n  - {kind: knn}\n")).eval[0].features == "global"
     message = error_of(path, ["eval.0.features=pixels"])
-    assert f"{path}:13: eval[0].features: expected one of 'global' | 'maps' | 'trunk', got 'pixels'" in message
+    expected = "expected one of 'global' | 'maps' | 'trunk' | 'trunk_maps' | 'maps7', got 'pixels'"
+    assert f"{path}:13: eval[0].features: {expected}" in message
     assert "eval[0].grid: expected a positive integer, got 0" in error_of(path, ["eval.0.grid=0"])

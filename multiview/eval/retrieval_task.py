@@ -1,0 +1,231 @@
+"""Cross-view retrieval as an evaluation: embed two fields of the same samples (or every pair), rank by cosine
+similarity, report instance metrics (R@k, median / mean rank; paired rows) and class metrics (mAP, P@k; labels) in
+both directions, next to CCA on raw inputs; recall curves, hit grids and 2-D maps as PNGs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from multiview.eval.base import EvalContext, Evaluation, OptionError, option_field, register_evaluation
+from multiview.eval.baselines import CCARetrieval
+from multiview.eval.report import build_report, retrieval_rows
+from multiview.eval.retrieval import class_metrics, hit_grades, instance_metrics, top_k
+from multiview.eval.tasks import embed_learned, embed_raw, manifest_view_fields, resolve_paired, slug, write_report
+
+GRID_HITS = 5
+
+
+@register_evaluation("retrieval")
+class Retrieval(Evaluation):
+    help = "cross-view retrieval: R@k, median/mean rank (paired rows), mAP and P@k (labels), both directions"
+    description = (
+        "Embed two fields of the same samples, rank by cosine similarity, report metrics both ways. "
+        "R@k = at least one positive in the top k; ties are counted against the query."
+    )
+
+    @dataclass
+    class Options:
+        query: str | None = option_field(None, "query field (e.g. image)")
+        gallery: str | None = option_field(None, "gallery field (e.g. audio)")
+        all_pairs: bool = option_field(False, "every pair of --fields (default: all view fields)")
+        fields: list[str] | None = option_field(None, "fields for --all-pairs")
+        paired: Literal["auto", "yes", "no"] = option_field(
+            "auto",
+            "instance-level metrics (row i <-> row i). auto: yes, unless the manifest's extra.pairing says "
+            "'class' (default: auto)",
+        )
+        ks: list[int] = option_field([1, 5, 10], "cut-offs k (default: 1 5 10)")
+        chunk_size: int | None = option_field(
+            None, "query rows per similarity block (default: sized to 4M scores per block)"
+        )
+        cca_components: int = option_field(10, "CCA components of the baseline (default: 10)")
+        grid_queries: int = option_field(6, "queries shown in each retrieval grid (default: 6)")
+
+    def check(self, options) -> None:
+        for key in ("cca_components", "grid_queries"):
+            if getattr(options, key) < 1:
+                raise OptionError(key, f"expected a positive integer, got {getattr(options, key)}")
+        if options.chunk_size is not None and options.chunk_size < 1:
+            raise OptionError("chunk_size", f"expected a positive integer or null, got {options.chunk_size}")
+
+    def run(self, ctx: EvalContext, options) -> dict:
+        """Both directions for one pair of fields (or all pairs); the report is also written to
+        ``<out>/retrieval.json`` and ``retrieval.md``."""
+        methods = ctx.methods
+        bundle = ctx.encoders()
+        fields = options.fields
+        if options.all_pairs and not fields:
+            fields = sorted(bundle.encoders) if bundle is not None else manifest_view_fields(ctx.manifest)
+        pairs = retrieval_pairs(options.query, options.gallery, fields, options.all_pairs)
+        used = list(dict.fromkeys(f for pair in pairs for f in pair))
+        is_paired, why = resolve_paired(options.paired, ctx.manifest)
+        spaces, labels, maps = _spaces(ctx, options, pairs, used)
+        if not is_paired and labels is None:
+            raise ValueError(f"rows are not instance-paired ({why}) and the samples have no {ctx.label_field!r} labels")
+        n = next(iter(maps.values())).embeddings.shape[0]
+        ks = _valid_ks(options.ks, n)
+        results, curves = _score(spaces, labels, is_paired, ks, options.chunk_size)
+        out_dir = ctx.output("retrieval")
+        figures = {}
+        if ctx.plots:
+            main = "learned" if methods.learned else "cca"  # the maps of the baseline show raw inputs, not CCA
+            figures = _retrieval_figures(out_dir, spaces[main], curves, maps, labels, is_paired, ctx, options, main)
+        settings = {
+            "pairs": [f"{a}<->{b}" for a, b in pairs],
+            "paired": is_paired,
+            "paired_reason": why,
+            "label_field": ctx.label_field,
+            "ks": list(ks),
+            "train_split": ctx.train_split,
+            "baseline": "cca" if methods.baseline else None,
+            "pair_heads": [f"{a}<->{b}" for a, b in pairs if bundle is not None and bundle.has_pair_heads(a, b)],
+            "cca_components": options.cca_components,
+            "n_test": n,
+            "similarity": "cosine",
+            "ties": "against the query",
+        }
+        report = build_report("retrieval", results, rows=retrieval_rows(results), checkpoint=ctx.checkpoint,
+                              data=str(ctx.data), split=ctx.split, command=ctx.command, settings=settings,
+                              figures=figures, recipe=bundle.recipe if bundle is not None else None)  # fmt: skip
+        write_report(report, out_dir, "retrieval")
+        return report
+
+
+def _spaces(ctx: EvalContext, options, pairs, used) -> tuple[dict, np.ndarray | None, dict]:
+    """``({method: {pair: (query emb, gallery emb)}}, labels, {field: Embedded} for the maps)``."""
+    spaces: dict[str, dict] = {}
+    labels, maps = None, {}
+    split, train_split = ctx.split, ctx.train_split
+    if ctx.methods.learned:
+        bundle = ctx.bundle
+        emb = embed_learned(bundle, ctx.samples(split), used, ctx.label_field, ctx.batch_size, ctx.device)
+        labels = emb[used[0]].labels
+        # Pair heads (CMC pair_heads) put the two fields in the space trained for that pair; else encoder outputs.
+        spaces["learned"] = {(a, b): bundle.project_pair(a, b, emb[a].embeddings, emb[b].embeddings) for a, b in pairs}
+        maps = {f: emb[f] for f in used}
+    if ctx.methods.baseline:
+        raw = embed_raw(ctx.samples, used, train_split, [train_split, split], ctx.label_field)
+        labels = raw[split][used[0]].labels if labels is None else labels
+        spaces["cca"] = {}
+        for a, b in pairs:
+            cca = CCARetrieval(n_components=options.cca_components)
+            cca.fit(raw[train_split][a].embeddings, raw[train_split][b].embeddings)
+            spaces["cca"][(a, b)] = cca.transform(raw[split][a].embeddings, raw[split][b].embeddings)
+        if not ctx.methods.learned:
+            maps = {f: raw[split][f] for f in used}
+    return spaces, labels, maps
+
+
+def _score(spaces: dict, labels, is_paired: bool, ks, chunk_size) -> tuple[dict, dict]:
+    """Metrics of every method, pair and direction, and the ranks behind each recall curve."""
+    results: dict = {}
+    curves: dict[tuple, dict[str, np.ndarray]] = {}
+    for method, by_pair in spaces.items():
+        results[method] = {}
+        for (a, b), (qa, gb) in by_pair.items():
+            pair_res = {}
+            for src, dst, x, y in ((a, b, qa, gb), (b, a, gb, qa)):
+                pair_res[f"{src}->{dst}"], ranks = _direction_metrics(x, y, labels, is_paired, ks, chunk_size)
+                curves.setdefault((a, b), {})[f"{src}->{dst} ({method})"] = ranks
+            results[method][f"{a}<->{b}"] = pair_res
+    return results, curves
+
+
+def retrieval_pairs(query, gallery, fields, all_pairs: bool) -> list[tuple[str, str]]:
+    if all_pairs:
+        if not fields or len(fields) < 2:
+            raise ValueError(f"--all-pairs needs at least two fields, got {fields}")
+        return list(itertools.combinations(fields, 2))
+    if not query or not gallery:
+        raise ValueError(f"give --query and --gallery (or --all-pairs), got query={query!r} gallery={gallery!r}")
+    if query == gallery:
+        raise ValueError(f"query and gallery are the same field {query!r}; expected two different fields")
+    return [(query, gallery)]
+
+
+def _direction_metrics(
+    q: torch.Tensor, g: torch.Tensor, labels, paired: bool, ks, chunk_size
+) -> tuple[dict, np.ndarray]:
+    """Both levels for one direction, and the ranks for its recall curve."""
+    block: dict = {}
+    ranks = None
+    if paired:
+        block["instance"] = instance_metrics(q, g, ks, chunk_size, return_ranks=True)
+        ranks = block["instance"].pop("ranks")
+    if labels is not None:
+        block["class"] = class_metrics(q, g, labels, labels, ks, chunk_size, return_ranks=True)
+        class_ranks = block["class"].pop("ranks")
+        ranks = class_ranks if ranks is None else ranks
+    return block, ranks
+
+
+def _valid_ks(ks: Sequence[int], n: int) -> tuple[int, ...]:
+    kept = tuple(k for k in ks if 1 <= k <= n)
+    if not kept:
+        raise ValueError(f"no k in {list(ks)} fits a gallery of {n} items")
+    return kept
+
+
+def _grid_rows(n: int, count: int) -> np.ndarray:
+    """``count`` evenly spread row indices (deterministic, so reruns show the same queries)."""
+    return np.unique(np.linspace(0, n - 1, num=min(count, n)).round().astype(int))
+
+
+def _retrieval_figures(out_dir, space, curves, maps, labels, paired, ctx, options, method) -> dict[str, str]:
+    from multiview.eval.plots import plot_embedding_map, plot_recall_curves, plot_retrieval_grid
+
+    figures: dict[str, str] = {}
+    n = next(iter(maps.values())).embeddings.shape[0]
+    for (a, b), named in curves.items():
+        name = f"recall_{slug(a)}-{slug(b)}.png"
+        plot_recall_curves(named, out_dir / name, max_k=min(50, n), title=f"recall@k, {a} <-> {b}")
+        figures[f"recall@k {a}<->{b}"] = name
+    grids = []  # (title, file, query rows, hit rows [Q, k], query field, gallery field)
+    k = min(GRID_HITS, n)
+    rows = _grid_rows(n, options.grid_queries)
+    for (a, b), (qa, gb) in space.items():
+        for src, dst, x, y in ((a, b, qa, gb), (b, a, gb, qa)):
+            hits = top_k(x[rows], y, k).numpy()
+            grids.append((f"{src} -> {dst} ({method})", f"grid_{slug(src)}-{slug(dst)}.png", rows, hits, src, dst))
+    wanted = {int(i) for _, _, r, h, _, _ in grids for i in (*r, *h.reshape(-1))}
+    values = _pick_samples(ctx.samples(ctx.split), wanted)
+    keys = next(iter(maps.values())).keys
+    for title, name, rows_, hits, src, dst in grids:
+        correct = hit_grades(rows_, hits, labels, paired)
+        queries = [_thumb(values[i], src) for i in rows_]
+        hit_vals = [[_thumb(values[j], dst) for j in row] for row in hits]
+        captions = [f"{keys[i]}" + ("" if labels is None else f" y={labels[i]}") for i in rows_]
+        legend = "green: the paired item, amber: same class, red: other" if paired else "green: same class, red: other"
+        plot_retrieval_grid(
+            queries, hit_vals, correct, out_dir / name, title=f"{title}\n{legend}", query_titles=captions
+        )
+        figures[f"top-{k} hits {title}"] = name
+    for f, emb in maps.items():
+        name = f"map_{slug(f)}.png"
+        space = "learned" if method == "learned" else "raw inputs"
+        plot_embedding_map(emb.embeddings, emb.labels, out_dir / name, method=ctx.map_method, title=f"{f} ({space})")
+        figures[f"{ctx.map_method} map {f}"] = name
+    return figures
+
+
+def _pick_samples(samples: Iterable[dict], wanted: set[int]) -> dict[int, dict]:
+    """The samples at the given row indices (one ordered pass, stops after the last one)."""
+    picked, last = {}, max(wanted) if wanted else -1
+    for i, sample in enumerate(samples):
+        if i in wanted:
+            picked[i] = sample
+        if i >= last:
+            break
+    return picked
+
+
+def _thumb(sample: dict, field: str) -> tuple:
+    return sample[field], sample.get(f"{field}.sample_rate")
+
+
