@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import logging
 import sys
 
 # module path -> registers one or more top-level sub-commands
@@ -57,7 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _log_to_stderr()
     return int(args.func(args) or 0)
+
+
+def _log_to_stderr() -> None:
+    """The library's INFO lines (what a streamed epoch cuts or pads, sources read as a split) on stderr, once."""
+    logger = logging.getLogger("multiview")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

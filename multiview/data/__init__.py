@@ -14,7 +14,12 @@ Reading for training (no ``accelerator.prepare`` on this loader: ranks and worke
         stream.set_epoch(epoch)
         for batch in loader: ...          # stream.state_dict() -> {"epoch", "batches"} for resuming
 
-Reading for evaluation: ``for sample in iter_samples("shards/toy", "test"): ...``.
+Streaming any WebDataset source (folders or globs of tars without a manifest, URL patterns, ``s3://``, ``pipe:``)::
+
+    stream = WebStream("https://host/train-{000000..000127}.tar", "train", rename={"image": "jpg"},
+                       map_fn=views, batch_size=64, epoch_size=100_000)
+
+Reading for evaluation: ``for sample in iter_samples("shards/toy", "test"): ...`` (any source).
 The format is documented in docs/shards.md.
 """
 
@@ -33,6 +38,10 @@ _EXPORTS = {
     "ShardReader": "reader",
     "iter_samples": "reader",
     "ShardStream": "stream",
+    "WebStream": "webstream",
+    "SplitSource": "location",
+    "SourceError": "location",
+    "resolve": "location",
     "collate": "batching",
     "epoch_plan": "stream",
     "make_loader": "batching",
@@ -48,12 +57,16 @@ __all__ = [
     "ShardError",
     "ShardReader",
     "ShardStream",
+    "SourceError",
+    "SplitSource",
+    "WebStream",
     "WriteError",
     "collate",
     "epoch_plan",
     "iter_samples",
     "load_manifest",
     "make_loader",
+    "resolve",
     "sanitize_key",
     "write_dataset",
 ]
@@ -61,8 +74,12 @@ __all__ = [
 if TYPE_CHECKING:
     from multiview.data.fields import Audio, FieldError
     from multiview.data.manifest import MANIFEST_NAME, ManifestError, load_manifest
-    from multiview.data.reader import ShardError, ShardReader, iter_samples
-    from multiview.data.stream import ShardStream, collate, epoch_plan, make_loader
+    from multiview.data.errors import ShardError
+    from multiview.data.reader import ShardReader, iter_samples
+    from multiview.data.batching import collate, make_loader
+    from multiview.data.location import SourceError, SplitSource, resolve
+    from multiview.data.stream import ShardStream, epoch_plan
+    from multiview.data.webstream import WebStream
     from multiview.data.writer import WriteError, sanitize_key, write_dataset
 
 

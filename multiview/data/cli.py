@@ -32,7 +32,7 @@ def _io_options(args: argparse.Namespace):
             storage[key] = value
     if args.endpoint_url:
         storage.setdefault("client_kwargs", {})["endpoint_url"] = args.endpoint_url
-    return IOOptions(timeout=args.timeout, retries=args.retries, storage_options=storage)
+    return IOOptions(timeout=args.timeout, retries=args.retries, backoff=args.backoff, storage_options=storage)
 
 
 def _write(args: argparse.Namespace) -> int:
@@ -128,6 +128,7 @@ def _add_io_flags(parser: argparse.ArgumentParser, what: str) -> None:
     )
     remote.add_argument("--timeout", type=float, default=30.0, help="seconds per connect / read (default 30)")
     remote.add_argument("--retries", type=int, default=3, help="retries of a transient failure (default 3)")
+    remote.add_argument("--backoff", type=float, default=0.5, help="first wait between retries, doubled (default 0.5 s)")
 
 
 SOURCE_HELP = (

@@ -43,12 +43,18 @@ def count_shards(source: SplitSource, progress=None) -> tuple[list[int], dict[st
     return counts, fields
 
 
-def _names(urls: Sequence[str], base: str | None) -> list[str]:
-    """Shard names relative to ``base`` when they lie directly in it, else the URLs themselves."""
-    if base is None:
-        return list(urls)
-    prefix = base.rstrip("/") + "/"
-    return [u[len(prefix) :] if u.startswith(prefix) else u for u in urls]
+def _names(urls: Sequence[str], base: str) -> list[str]:
+    """Shard names relative to ``base`` when they lie in it; otherwise URLs as they are and local files as
+    absolute paths (a relative path would be read against the manifest's folder)."""
+    names = []
+    for url in urls:
+        if is_local(url) and is_local(base):
+            path, folder = Path(url).resolve(), Path(base).resolve()
+            names.append(str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path))
+        else:
+            prefix = base.rstrip("/") + "/"
+            names.append(url[len(prefix) :] if url.startswith(prefix) else url)
+    return names
 
 
 def index_source(

@@ -25,14 +25,16 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     batches_in_epoch: int = 0
-    stream: dict = field(default_factory=dict)  # the stream's state_dict() after the last batch (worker positions)
+    # every process's stream.state_dict() (worker positions), gathered when a checkpoint is saved: Accelerate
+    # saves this object from the main process only, and each process resumes from its own entry
+    streams: dict = field(default_factory=dict)
 
     def state_dict(self) -> dict:
         return {
             "step": self.step,
             "epoch": self.epoch,
             "batches_in_epoch": self.batches_in_epoch,
-            "stream": self.stream,
+            "streams": self.streams,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -41,7 +43,7 @@ class TrainState:
             state["epoch"],
             state["batches_in_epoch"],
         )
-        self.stream = dict(state.get("stream") or {})  # absent in checkpoints written before streaming
+        self.streams = dict(state.get("streams") or {})  # absent in checkpoints written before streaming
 
 
 def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
@@ -70,10 +72,12 @@ def find_checkpoint(ref: str | Path, run_dir: Path) -> Path:
 class CheckpointManager:
     """Saves ``step_XXXXXX`` folders through Accelerate and keeps the newest ``recipe.checkpoint.keep``."""
 
-    def __init__(self, checkpoint_dir: Path, recipe: Recipe, accelerator):
+    def __init__(self, checkpoint_dir: Path, recipe: Recipe, accelerator, before_save=None):
+        """``before_save()``: called in every process right before a save (e.g. to gather per-process state)."""
         self.dir = Path(checkpoint_dir)
         self.recipe = recipe
         self.accelerator = accelerator
+        self.before_save = before_save
 
     def register(self, *objects) -> None:
         for obj in objects:
@@ -85,6 +89,8 @@ class CheckpointManager:
 
     def save(self, step: int) -> Path:
         acc = self.accelerator
+        if self.before_save is not None:
+            self.before_save()
         final = self.dir / f"step_{step:06d}"
         partial = self.dir / f".step_{step:06d}.partial"
         if acc.is_main_process:

@@ -125,7 +125,9 @@ class Trainer:
         self.total_steps = recipe.train.steps or recipe.train.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, recipe.schedule)
         self.state = TrainState()
-        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", recipe, self.accelerator)
+        self.checkpoints = CheckpointManager(
+            self.run_dir / "checkpoints", recipe, self.accelerator, before_save=self._gather_stream_states
+        )
         self.checkpoints.register(self.scheduler, self.state, *self.aux_optimizers.values())
 
     def _setup_optimisers(self) -> None:
@@ -213,14 +215,23 @@ class Trainer:
         """Batches from the current stream position on, epoch after epoch."""
         while True:
             position = {"epoch": self.state.epoch, "batches": self.state.batches_in_epoch}
-            self.stream.load_state_dict({**self.state.stream, **position})
+            saved = self.state.streams.get(str(self.accelerator.process_index), {})  # this process's, on resume
+            self.stream.load_state_dict({**saved, **position})
+            self.state.streams = {}
             for batch in self.loader:
                 self.state.batches_in_epoch += 1
-                self.state.stream = self.stream.state_dict()  # worker positions: what an exact resume needs
+                self._stream_state = self.stream.state_dict()  # worker positions: what an exact resume needs
                 yield batch
             self.state.epoch += 1
             self.state.batches_in_epoch = 0
-            self.state.stream = {}
+            self._stream_state = {}
+
+    def _gather_stream_states(self) -> None:
+        """Every process's stream position into the train state (saved by the main process alone)."""
+        from accelerate.utils import gather_object
+
+        states = gather_object([getattr(self, "_stream_state", {})])
+        self.state.streams = {str(rank): state for rank, state in enumerate(states)}
 
     def _log_record(self, output, aux_metrics, samples_per_s: float) -> dict:
         record = {

@@ -17,19 +17,19 @@ from multiview.train.metrics_log import read_metrics
 SCRIPT = Path(__file__).with_name("_ddp_pretrain.py")
 
 
-def launch(recipe: dict, out: Path, nproc: int) -> tuple[list[dict], list[list[list[str]]]]:
-    out.mkdir(parents=True)
+def launch(recipe: dict, out: Path, nproc: int, mode: str = "fit") -> tuple[list[dict], list[list[list[str]]]]:
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(SCRIPT), str(path), str(out)]
+    cmd = [sys.executable, str(SCRIPT), str(path), str(out), mode]
     if nproc > 1:
         torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
         cmd = [torchrun, "--standalone", f"--nproc_per_node={nproc}", *cmd[1:]]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
     assert done.returncode == 0, done.stderr[-4000:]
     metrics = read_metrics(Path(recipe["log"]["dir"]) / recipe["name"] / "metrics.jsonl")
-    keys = [json.loads((out / f"keys_rank{r}.json").read_text()) for r in range(nproc)]
+    keys = [json.loads((out / f"keys_rank{r}_{mode.replace(':', '')}.json").read_text()) for r in range(nproc)]
     return metrics, keys
 
 
@@ -50,3 +50,19 @@ def test_two_processes_match_one_with_the_same_global_batch(vector_shards, tmp_p
     assert len(flat) == len(set(flat)) == 256
     for step in range(steps):
         assert sorted(rank0[step] + rank1[step]) == sorted(keys_one[0][step])
+
+
+@pytest.mark.distributed
+def test_two_processes_resume_a_streamed_epoch_exactly(vector_shards, tmp_path, tiny_recipe):
+    """Each process resumes from its own worker positions (gathered into the checkpoint by the main process)."""
+    foreign = shutil.copytree(vector_shards, tmp_path / "foreign")  # shards of 100, 100, 56
+    recipe = tiny_recipe(foreign, tmp_path / "runs_full", steps=12)
+    recipe["data"].update(mode="stream", num_workers=2, shuffle_buffer=40)  # streamed, counts from the manifest
+    full, keys_full = launch(recipe, tmp_path / "full", 2)
+    recipe["log"]["dir"] = str(tmp_path / "runs_parts")
+    launch(recipe, tmp_path / "parts", 2, mode="stop:5")  # mid-epoch (3 steps per epoch: 3 shards, 4 slots)
+    resumed, keys_resumed = launch(recipe, tmp_path / "parts", 2, mode="resume")
+    assert [r["step"] for r in resumed] == list(range(1, 13))
+    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in full], rel=1e-5, abs=1e-6)
+    for rank in range(2):  # the batches after the checkpoint are the uninterrupted run's, on every process
+        assert keys_resumed[rank] == keys_full[rank][5:]
