@@ -76,6 +76,7 @@ import multiview.views as views  # noqa: E402
 from multiview.data import iter_samples  # noqa: E402
 from multiview.encoders.features import Features  # noqa: E402
 from multiview.eval.baselines import raw_features  # noqa: E402
+from multiview.eval.bundle import MAPS7_GRID, pool_maps  # noqa: E402
 from multiview.eval.embed import embed_samples  # noqa: E402
 from multiview.eval.probes import linear_probe  # noqa: E402
 from multiview.train.loop import Trainer  # noqa: E402
@@ -461,7 +462,9 @@ def run_in_processes(args, run_dir: Path, jobs: dict[str, int]):
 # The probe feature sets. "maps" is AMDIM's r1 + r5 + r7 probe on the trunk's own maps (before any head): each map
 # average-pooled to a small grid and flattened, then concatenated -- the DIM/AMDIM papers probe conv feature maps
 # too, and every method (untrained and supervised included) is probed on the same layers. "maps7" keeps r7 whole.
-PROBE_GRIDS = {"maps": {"r7": 3, "r5": 2, "r1": 1}, "maps7": {"r7": 7, "r5": 2, "r1": 1}}
+# The pooling is the library's (multiview.eval.bundle.pool_maps), so `multiview eval linear --features maps7` (or
+# `--features trunk_maps --grid 3,2,1` for "maps") reproduces these columns from a checkpoint.
+PROBE_GRIDS = {"maps": [3, 2, 1], "maps7": MAPS7_GRID}  # grids of the trunk's r7, r5, r1
 PROBE_FEATURES = (*PROBE_GRIDS, "trunk", "global")
 
 
@@ -483,15 +486,14 @@ class ProbeFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Features:
         r7, r5, r1 = self.encoder.trunk.forward_intermediates(x, intermediates_only=True)
-        maps, parts = {"r7": r7, "r5": r5, "r1": r1}, {}
+        parts = {}
         for name in self.sets:
             if name == "global":  # AmdimEncoder.forward's r1 head on the same trunk pass (no second forward)
                 parts[name] = self.encoder.heads["r1"](r1).mean(dim=(2, 3))
             elif name == "trunk":
                 parts[name] = r1.mean(dim=(2, 3))
             else:
-                grids = PROBE_GRIDS[name]
-                parts[name] = torch.cat([F.adaptive_avg_pool2d(maps[m], g).flatten(1) for m, g in grids.items()], 1)
+                parts[name] = pool_maps([r7, r5, r1], PROBE_GRIDS[name])
         start = 0
         for name, part in parts.items():
             self.slices[name] = slice(start, start + part.shape[1])

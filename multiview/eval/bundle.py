@@ -16,6 +16,7 @@ from torch import nn
 from multiview.core.features import Features
 
 PROBE_FEATURES = ("global", "maps", "trunk", "trunk_maps")
+MAPS7_GRID = [7, 2, 1]  # trunk_maps preset "maps7": an AMDIM trunk's r7 whole, r5 2x2, r1 (the peer benchmark's probe)
 
 
 @dataclass
@@ -143,13 +144,16 @@ class TrunkMaps(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Features:
         maps = self.encoder.trunk.forward_intermediates(x, intermediates_only=True)
-        grids = list(self.grid) if isinstance(self.grid, list | tuple) else [self.grid] * len(maps)
-        if len(grids) != len(maps):
-            raise ValueError(
-                f"field {self.field!r}: grid {self.grid} gives {len(grids)} sizes for the trunk's {len(maps)} maps"
-            )
-        pooled = [_pool(m, g, self.field, f"map {i}").flatten(1) for i, (m, g) in enumerate(zip(maps, grids))]
-        return Features(torch.cat(pooled, dim=1))
+        return Features(pool_maps(maps, self.grid, self.field))
+
+
+def pool_maps(maps: list[torch.Tensor], grid: int | list[int], field: str = "") -> torch.Tensor:
+    """Maps ``[B, C_i, H_i, W_i]`` (or ``[B, C_i, T_i]``) average-pooled to ``grid_i`` each, flattened and
+    concatenated -> ``[B, sum_i C_i * grid_i^2]`` (channel-major per map). ``grid``: one size or one per map."""
+    grids = list(grid) if isinstance(grid, list | tuple) else [grid] * len(maps)
+    if len(grids) != len(maps):
+        raise ValueError(f"field {field!r}: grid {grid} gives {len(grids)} sizes for the trunk's {len(maps)} maps")
+    return torch.cat([_pool(m, g, field, f"map {i}").flatten(1) for i, (m, g) in enumerate(zip(maps, grids))], 1)
 
 
 def parse_grid(text: str) -> int | list[int]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from multiview.eval.base import EvalContext, Evaluation, OptionError, option_field, register_evaluation
-from multiview.eval.bundle import parse_grid
+from multiview.eval.bundle import MAPS7_GRID, parse_grid
 from multiview.eval.embed import Embedded
 from multiview.eval.probes import DEFAULT_WEIGHT_DECAYS, Standardizer, knn_probe, linear_probe
 from multiview.eval.report import build_report, probe_rows
@@ -61,7 +61,8 @@ class ProbeEvaluation(Evaluation):
 
     def run(self, ctx: EvalContext, options) -> dict:
         bundle = ctx.encoders()
-        features, grid = ("trunk_maps", [7, 2, 1]) if options.features == "maps7" else (options.features, options.grid)
+        maps7 = options.features == "maps7"
+        features, grid = ("trunk_maps", MAPS7_GRID) if maps7 else (options.features, options.grid)
         if bundle is not None:
             bundle = bundle.with_probe_features(features, grid)
         fields = options.fields or (sorted(bundle.encoders) if bundle is not None else manifest_view_fields(ctx.manifest))
