@@ -344,6 +344,8 @@ def _check_semantics(recipe: Recipe, validator: _Validator) -> None:
         raise validator.fail("data.epoch_size", f"expected a positive integer, got {data.epoch_size}")
     if isinstance(data.path, list) and not data.path:
         raise validator.fail("data.path", "expected a source or a non-empty list of URLs, got []")
+    if recipe.eval:
+        _import_plugins(recipe, validator)  # a plugin module may register the evaluation an entry names
     for i, entry in enumerate(recipe.eval):
         _check_eval_entry(entry, f"eval[{i}]", validator)
     if not recipe.objectives:
@@ -352,6 +354,17 @@ def _check_semantics(recipe: Recipe, validator: _Validator) -> None:
         raise validator.fail("encoders", "expected at least one encoder")
     if recipe.optimizer.lr <= 0:
         raise validator.fail("optimizer.lr", f"expected a positive learning rate, got {recipe.optimizer.lr}")
+
+
+def _import_plugins(recipe: Recipe, validator: _Validator) -> None:
+    """Import the recipe's ``imports:`` modules (they register components and evaluations)."""
+    import importlib
+
+    for i, module in enumerate(recipe.imports):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise validator.fail(f"imports[{i}]", f"cannot import {module!r}: {err}") from None
 
 
 def _check_eval_entry(entry: EvalConfig, path: str, validator: _Validator) -> None:
