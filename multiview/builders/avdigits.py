@@ -17,13 +17,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import wave
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from multiview.core.wav import WavError, read_pcm
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # espeak-ng's own English accents (the mbrola "mb-*" voices need extra packages and are left out)
@@ -189,10 +190,14 @@ def ensure_clips(
 
 def read_wav(path: Path) -> np.ndarray:
     """PCM16 mono WAV -> int16 ``[T]``; raises ValueError naming the file for anything else."""
-    with wave.open(str(path), "rb") as f:
-        if f.getsampwidth() != 2 or f.getnchannels() != 1:
-            raise ValueError(f"{path}: expected mono 16-bit PCM, got {f.getnchannels()} ch x {f.getsampwidth()} B")
-        return np.frombuffer(f.readframes(f.getnframes()), dtype=np.int16).copy()
+    try:
+        pcm = read_pcm(Path(path).read_bytes())
+    except WavError as err:
+        raise WavError(f"{path}: {err}") from None
+    if pcm is None or pcm[0].dtype != np.int16 or pcm[0].shape[0] != 1:
+        got = "a float, 24-bit or extensible WAV" if pcm is None else f"{pcm[0].shape[0]} ch x {pcm[0].itemsize} B"
+        raise ValueError(f"{path}: expected mono 16-bit PCM, got {got}")
+    return pcm[0][0].astype(np.int16)  # native byte order, a copy
 
 
 def noise_bank(files: Sequence[str], cache: Path, jobs: int = 2) -> dict[str, Path]:

@@ -14,15 +14,18 @@ import ast
 import io
 import json
 import re
-import struct
 import warnings
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from multiview.core import wav as wav_codec
 
 IMAGE_EXTS = frozenset({"png", "jpg", "jpeg", "webp"})
 SOUNDFILE_EXTS = frozenset({"flac", "ogg", "mp3"})  # decoded by libsndfile (the soundfile package)
@@ -32,8 +35,6 @@ KNOWN_EXTS = IMAGE_EXTS | AUDIO_EXTS | {"npy", "cls", "json", "txt"}
 FIELD_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _PIL_FORMAT = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _SF_FORMAT = {"flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
-_PCM_DTYPES = {1: np.uint8, 2: np.int16, 4: np.int32}  # bytes per sample -> WAV sample dtype
-_PCM_SCALE = {1: 128.0, 2: 32768.0, 4: 2147483648.0}
 
 # torchvision 0.29 deprecates its image codecs in favour of torchcodec, which these machines cannot install
 # (docs/architecture.md names torchvision.io as the decoder); silence only that message, once, not per sample.
@@ -316,8 +317,13 @@ def decode_image(data: bytes) -> torch.Tensor:
     return _decode_torchvision(data) if _is_torchvision_safe(data) else _decode_pil(data)
 
 
-# Audio
-_WAVE_ERRORS = (wave.Error, EOFError, RuntimeError, ValueError, OverflowError, IndexError, struct.error)
+# Audio: the package's one WAV / libsndfile reader is multiview.core.wav; its errors become FieldErrors here.
+@contextmanager
+def _audio_errors() -> Iterator[None]:
+    try:
+        yield
+    except wav_codec.WavError as err:
+        raise FieldError(str(err)) from err
 
 
 def decode_wav(data: bytes) -> tuple[torch.Tensor, int]:
@@ -326,63 +332,21 @@ def decode_wav(data: bytes) -> tuple[torch.Tensor, int]:
     8/16/32-bit PCM with the stdlib ``wave`` module; WAVs it cannot read (float, 24-bit, extensible) through
     libsndfile (:func:`decode_soundfile`).
     """
-    try:
-        with wave.open(io.BytesIO(data), "rb") as w:
-            width, channels, rate, n = w.getsampwidth(), w.getnchannels(), w.getframerate(), w.getnframes()
-            frames = w.readframes(n)
-    except wave.Error as err:
-        if str(err).startswith("unknown format"):
-            return decode_soundfile(data, "wav")
-        raise FieldError(f"not a PCM WAV file ({len(data)} bytes): {err}") from err
-    except _WAVE_ERRORS as err:  # e.g. a fmt chunk of size 0 -> RuntimeError('') from the chunk reader
-        raise FieldError(f"not a PCM WAV file ({len(data)} bytes): {_first_line(err)} (malformed chunk)") from err
-    if width not in _PCM_DTYPES:
-        return decode_soundfile(data, "wav")
-    if rate <= 0:
-        raise FieldError(f"WAV sample rate is {rate}; expected > 0")
-    if len(frames) != n * width * channels:
-        raise FieldError(f"truncated WAV: header says {n} frames, data holds {len(frames) // (width * channels)}")
-    pcm = np.frombuffer(frames, dtype=np.dtype(_PCM_DTYPES[width]).newbyteorder("<")).reshape(n, channels)
-    if width == 1:  # 8-bit WAV is unsigned with 128 as silence
-        wav = (pcm.astype(np.float32) - 128.0) / _PCM_SCALE[1]
-    else:
-        wav = (pcm.astype(np.float64) / _PCM_SCALE[width]).astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(wav.T)), rate
+    with _audio_errors():
+        return wav_codec.decode_wav(data)
+
+
+def decode_soundfile(data: bytes, ext: str) -> tuple[torch.Tensor, int]:
+    """FLAC / OGG Vorbis / MP3 (or a WAV ``wave`` cannot read) bytes -> (``float32 [C, T]``, sample rate),
+    decoded by libsndfile; integer formats come out in [-1, 1) like :func:`decode_wav`."""
+    with _audio_errors():
+        return wav_codec.decode_soundfile(data, ext)
 
 
 def _soundfile(ext: str):
     """The soundfile module, imported on first use (a .wav / .npy-only user never needs it)."""
-    try:
-        import soundfile
-    except ImportError as err:
-        raise FieldError(f".{ext} audio needs the soundfile package: pip install soundfile ({err})") from err
-    except OSError as err:
-        raise FieldError(f".{ext} audio needs libsndfile, which soundfile could not load: {err}") from err
-    return soundfile
-
-
-_SF_BLOCK = 1 << 20  # frames read per call: memory follows the data decoded, not the length a header claims
-
-
-def decode_soundfile(data: bytes, ext: str) -> tuple[torch.Tensor, int]:
-    """FLAC / OGG Vorbis / MP3 (or a WAV ``wave`` cannot read) bytes -> (``float32 [C, T]``, sample rate).
-
-    Decoded by libsndfile (2,400 mutated FLAC / OGG / MP3 / float-WAV files raised, none crashed it). Integer
-    formats come out in [-1, 1) like :func:`decode_wav`; lossy codecs may overshoot 1 slightly.
-    """
-    sf = _soundfile(ext)
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            rate, blocks = f.samplerate, [f.read(_SF_BLOCK, dtype="float32", always_2d=True)]
-            while len(blocks[-1]) == _SF_BLOCK:
-                blocks.append(f.read(_SF_BLOCK, dtype="float32", always_2d=True))
-    except Exception as err:  # LibsndfileError (a RuntimeError), TypeError for headerless data, MemoryError...
-        cause = getattr(err, "error_string", None) or _first_line(err)  # without "Error opening <BytesIO at 0x..>"
-        raise FieldError(f"corrupt or unsupported .{ext} audio ({len(data)} bytes): {cause}") from err
-    if rate <= 0:
-        raise FieldError(f".{ext} sample rate is {rate}; expected > 0")
-    wav = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-    return torch.from_numpy(np.ascontiguousarray(wav.T)), int(rate)
+    with _audio_errors():
+        return wav_codec.soundfile_module(ext)
 
 
 # Arrays. The .npy header is parsed here, never by numpy: numpy's parser raises tokenize / SyntaxError on

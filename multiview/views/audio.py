@@ -15,7 +15,6 @@ Output views: float32 ``[1, n_mels, frames]``.
 from __future__ import annotations
 
 import os
-import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from multiview.core.wav import read_wav
 from multiview.views.base import (
     META,
     Uniforms,
@@ -34,24 +34,6 @@ from multiview.views.base import (
     get_field,
     register,
 )
-
-
-def read_wav(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
-    """Read a PCM WAV (8/16/32-bit int) with the stdlib: float32 ``[C, T]`` in [-1, 1] and its sample rate."""
-    try:
-        with wave.open(str(path), "rb") as f:
-            width, channels, rate = f.getsampwidth(), f.getnchannels(), f.getframerate()
-            raw = f.readframes(f.getnframes())
-    except (wave.Error, EOFError) as err:
-        raise ValueError(f"{path}: not a PCM WAV file readable by the wave module ({err})") from None
-    if width == 1:
-        data = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width in (2, 4):
-        dtype = np.int16 if width == 2 else np.int32
-        data = np.frombuffer(raw, dtype).astype(np.float32) / float(2 ** (8 * width - 1))
-    else:
-        raise ValueError(f"{path}: {8 * width}-bit samples; expected 8-, 16- or 32-bit PCM")
-    return torch.from_numpy(data.reshape(-1, channels).T.copy()), rate
 
 
 def _mono(wave_: Any, where: str) -> torch.Tensor:
