@@ -232,6 +232,45 @@ def _jitter_strengths(value: Sequence[float]) -> tuple[float, float, float, floa
     return b, c, s, h
 
 
+@dataclass(frozen=True)
+class CropRecipe:
+    """The crop and colour parameters amdim, simclr, multicrop and colorsplit share, validated in one place
+    (ValueError naming the argument and the value seen); :meth:`spec` builds a view's :class:`CropSpec`.
+
+    Args:
+        ratio: RandomResizedCrop aspect-ratio range (the scale range is per spec: multicrop has two).
+        flip_p: horizontal flip probability.
+        jitter: ColorJitter (brightness, contrast, saturation >= 0, hue in [0, 0.5]), applied with ``jitter_p``.
+        gray_p: grayscale probability; ``sigma`` the Gaussian blur's range (its probability is per spec).
+        eval_crop_fraction: evaluation views resize the shorter side to ``size / fraction`` and centre-crop.
+    """
+
+    ratio: Sequence[float]
+    flip_p: float = 0.5
+    jitter: Sequence[float] = (0.0, 0.0, 0.0, 0.0)
+    jitter_p: float = 0.0
+    gray_p: float = 0.0
+    sigma: Sequence[float] = (0.1, 2.0)
+    eval_crop_fraction: float = 0.875
+
+    def __post_init__(self) -> None:
+        for name in ("flip_p", "jitter_p", "gray_p"):
+            check_probability(name, getattr(self, name))
+        check_range("eval_crop_fraction", (self.eval_crop_fraction, 1.0), low=1e-3, high=1.0)
+        object.__setattr__(self, "jitter", _jitter_strengths(self.jitter))
+        object.__setattr__(self, "sigma", check_range("sigma", self.sigma, low=1e-3))
+        object.__setattr__(self, "ratio", check_range("ratio", self.ratio, low=1e-3))
+
+    def colour(self, blur_p: float = 0.0, solarize_p: float = 0.0) -> Photometric:
+        """The per-view colour recipe: this jitter and grayscale, with a blur and solarisation probability."""
+        return Photometric(*self.jitter, self.jitter_p, self.gray_p, blur_p, self.sigma, solarize_p)
+
+    def spec(self, size: int, scale: Sequence[float], blur_p: float = 0.0, solarize_p: float = 0.0) -> CropSpec:
+        """One view's CropSpec: ``size`` px, RandomResizedCrop ``scale`` (checked in [0, 1]), this recipe."""
+        scale = check_range("scale", scale, low=0.0, high=1.0)
+        return CropSpec(size, scale, self.ratio, self.colour(blur_p, solarize_p), self.flip_p)
+
+
 class CropViews(ImageViews):
     """Base of the generators built on the crop engine (amdim, simclr, multicrop): subclasses give
     ``draw(img, generator) -> [DrawnView]`` and ``eval_views(img) -> (views, metas)``; this class adds
@@ -316,16 +355,13 @@ class AMDIMViews(CropViews):
             check_positive("size", size, integer=True)
         check_positive("n_views", n_views, integer=True)
         check_positive("translate_pad", translate_pad, integer=True, allow_zero=True)
-        for name, p in (("translate_p", translate_p), ("flip_p", flip_p), ("jitter_p", jitter_p), ("gray_p", gray_p)):
-            check_probability(name, p)
-        check_range("eval_crop_fraction", (eval_crop_fraction, 1.0), low=1e-3, high=1.0)
+        check_probability("translate_p", translate_p)
+        recipe = CropRecipe(ratio, flip_p, jitter, jitter_p, gray_p, eval_crop_fraction=eval_crop_fraction)
         self.size, self.n_views, self.crop = size, n_views, crop
         self.scale = check_range("scale", scale, low=0.0, high=1.0)
-        self.ratio = check_range("ratio", ratio, low=1e-3)
+        self.ratio, self.colour = recipe.ratio, recipe.colour()  # the flip is drawn once for all views
         self.translate = (translate_pad, translate_p)
         self.flip_p, self.eval_crop_fraction = flip_p, eval_crop_fraction
-        b, c, s, h = _jitter_strengths(jitter)
-        self.colour = Photometric(b, c, s, h, jitter_p=jitter_p, gray_p=gray_p)
 
     @property
     def view_names(self) -> tuple[str, ...]:
@@ -386,14 +422,10 @@ class SimCLRViews(CropViews):
         check_positive("size", size, integer=True)
         check_positive("n_views", n_views, integer=True)
         check_positive("jitter_strength", jitter_strength, allow_zero=True)
-        for name, p in (("flip_p", flip_p), ("jitter_p", jitter_p), ("gray_p", gray_p), ("blur_p", blur_p)):
-            check_probability(name, p)
-        check_range("eval_crop_fraction", (eval_crop_fraction, 1.0), low=1e-3, high=1.0)
-        b, c, s, h = _jitter_strengths([v * jitter_strength for v in jitter])
-        colour = Photometric(b, c, s, h, jitter_p, gray_p, blur_p, check_range("sigma", sigma, low=1e-3))
-        self.spec = CropSpec(
-            size, check_range("scale", scale, low=0.0, high=1.0), check_range("ratio", ratio, low=1e-3), colour, flip_p
-        )
+        check_probability("blur_p", blur_p)
+        jitter = [v * jitter_strength for v in jitter]
+        recipe = CropRecipe(ratio, flip_p, jitter, jitter_p, gray_p, sigma, eval_crop_fraction)
+        self.spec = recipe.spec(size, scale, blur_p)
         self.n_views, self.eval_crop_fraction = n_views, eval_crop_fraction
 
     @property
@@ -444,27 +476,14 @@ class MultiCropViews(CropViews):
         check_positive("local_size", local_size, integer=True)
         if len(blur_p) != 3:
             raise ValueError(f"blur_p must be (first global, other globals, locals), got {blur_p!r}")
-        for name, p in (
-            ("flip_p", flip_p),
-            ("jitter_p", jitter_p),
-            ("gray_p", gray_p),
-            ("solarize_p", solarize_p),
-            *(("blur_p", b) for b in blur_p),
-        ):
+        for name, p in (("solarize_p", solarize_p), *(("blur_p", b) for b in blur_p)):
             check_probability(name, p)
-        check_range("eval_crop_fraction", (eval_crop_fraction, 1.0), low=1e-3, high=1.0)
-        b, c, s, h = _jitter_strengths(jitter)
-        sig = check_range("sigma", sigma, low=1e-3)
-        ratio = check_range("ratio", ratio, low=1e-3)
-
-        def spec(size: int, scale: Sequence[float], blur: float, solar: float) -> CropSpec:
-            colour = Photometric(b, c, s, h, jitter_p, gray_p, blur, sig, solar)
-            return CropSpec(size, check_range("scale", scale, low=0.0, high=1.0), ratio, colour, flip_p)
-
+        recipe = CropRecipe(ratio, flip_p, jitter, jitter_p, gray_p, sigma, eval_crop_fraction)
         self.specs = [
-            spec(global_size, global_scale, blur_p[min(i, 1)], solarize_p if i == 1 else 0.0) for i in range(n_global)
+            recipe.spec(global_size, global_scale, blur_p[min(i, 1)], solarize_p if i == 1 else 0.0)
+            for i in range(n_global)
         ]
-        self.specs += [spec(local_size, local_scale, blur_p[2], 0.0) for _ in range(n_local)]
+        self.specs += [recipe.spec(local_size, local_scale, blur_p[2]) for _ in range(n_local)]
         self.n_global, self.n_local, self.eval_crop_fraction = n_global, n_local, eval_crop_fraction
 
     @property
@@ -565,19 +584,12 @@ class ColorSplitViews(ImageViews):
         if space not in _SPACES:
             raise ValueError(f"space must be one of {sorted(_SPACES)}, got {space!r}")
         check_positive("size", size, integer=True)
-        check_probability("flip_p", flip_p)
-        check_range("eval_crop_fraction", (eval_crop_fraction, 1.0), low=1e-3, high=1.0)
+        recipe = CropRecipe(ratio, flip_p, eval_crop_fraction=eval_crop_fraction)  # no colour: co-registration
         self.space = space
         self.names = tuple(names) if names is not None else _SPACES[space][1]
         if len(self.names) != 2 or len(set(self.names)) != 2:
             raise ValueError(f"names must be two distinct view names, got {names!r}")
-        self.spec = CropSpec(
-            size,
-            check_range("scale", scale, low=0.0, high=1.0),
-            check_range("ratio", ratio, low=1e-3),
-            Photometric(),
-            flip_p,
-        )
+        self.spec = recipe.spec(size, scale)
         self.eval_crop_fraction = eval_crop_fraction
         offset, scale_ = _SPACES[space][2]
         self._affine = (torch.tensor(offset).reshape(3, 1, 1), torch.tensor(scale_).reshape(3, 1, 1))
