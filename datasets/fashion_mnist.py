@@ -4,30 +4,11 @@ apt-get install -y dataset-fashion-mnist
 python datasets/fashion_mnist.py --out shards/fashion_mnist [--limit 1000]
 """
 
-import argparse
-import sys
-
 from multiview.builders import fashion_mnist
+from multiview.builders._common import script_main
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="output folder (created)")
-    parser.add_argument("--root", default=str(fashion_mnist.DEFAULT_ROOT), help="folder of the idx .gz files")
-    parser.add_argument("--limit", type=int, default=None, help="keep the first N samples of each split")
-    parser.add_argument("--maxcount", type=int, default=10000, help="samples per shard (default: 10000)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        manifest = fashion_mnist.build(
-            args.out, root=args.root, limit=args.limit, maxcount=args.maxcount, show_progress=not args.quiet
-        )
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print({name: entry["count"] for name, entry in manifest["splits"].items()}, "->", args.out)
-    return 0
-
+# the command line of multiview.builders._common.run_builder, also python -m multiview.builders fashion_mnist --help
+main = script_main(fashion_mnist, __doc__)
 
 if __name__ == "__main__":
     raise SystemExit(main())

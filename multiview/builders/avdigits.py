@@ -14,6 +14,7 @@ on disk (one WAV per voice, speed, pitch and word) and synthesised by ``jobs`` p
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import subprocess
@@ -357,3 +358,48 @@ def build(
         maxcount=maxcount,
         show_progress=show_progress,
     )
+
+
+# -- command line: multiview.builders._common.run_builder adds --out, --maxcount, --quiet and runs these
+CLI_ERRORS = (RuntimeError, ValueError)  # a missing tool, an unknown accent, a bad option: "error: ...", exit 1
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = AVDigitsConfig()
+    parser.add_argument("--snr", type=float, default=None, help="mix sonic-pi noise at this SNR in dB (default: none)")
+    parser.add_argument("--speeds", type=_ints, default=defaults.speeds, help="espeak words/min, comma separated")
+    parser.add_argument("--pitches", type=_ints, default=defaults.pitches, help="espeak pitches 0-99, comma separated")
+    parser.add_argument(
+        "--accents", default=",".join(defaults.accents), help="espeak-ng English voices, comma separated"
+    )
+    parser.add_argument("--test-variant-fraction", type=float, default=defaults.test_variant_fraction)
+    parser.add_argument("--max-variants", type=int, default=None, help="cap voice variants per split (small builds)")
+    parser.add_argument("--limit", type=int, default=None, help="keep the first N images of each split")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", default=None, help="clip cache folder (default: ~/.cache/multiview/avdigits)")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng / sox processes (default: 2)")
+
+
+def build_from_args(args: argparse.Namespace) -> dict:
+    config = AVDigitsConfig(
+        speeds=args.speeds,
+        pitches=args.pitches,
+        accents=tuple(args.accents.split(",")),
+        test_variant_fraction=args.test_variant_fraction,
+        max_variants=args.max_variants,
+        snr_db=args.snr,
+        seed=args.seed,
+        limit=args.limit,
+    )
+    return build(
+        args.out, config, cache=args.cache, jobs=args.jobs, maxcount=args.maxcount, show_progress=not args.quiet
+    )
+
+
+def report(manifest: dict) -> str:
+    voices = {name: len(v) for name, v in manifest["extra"]["voices"].items()}
+    return f"{voices} voices (disjoint)"

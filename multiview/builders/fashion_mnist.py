@@ -11,6 +11,7 @@ Examples:
 
 from __future__ import annotations
 
+import argparse
 import gzip
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +104,16 @@ def build(
         maxcount=maxcount,
         show_progress=show_progress,
     )
+
+
+# -- command line: multiview.builders._common.run_builder adds --out, --maxcount, --quiet and runs these
+CLI_ERRORS = (FileNotFoundError,)  # the Debian package is missing: "error: ... apt-get install ...", exit 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=str(DEFAULT_ROOT), help="folder of the idx .gz files")
+    parser.add_argument("--limit", type=int, default=None, help="keep the first N samples of each split")
+
+
+def build_from_args(args: argparse.Namespace) -> dict:
+    return build(args.out, root=args.root, limit=args.limit, maxcount=args.maxcount, show_progress=not args.quiet)
