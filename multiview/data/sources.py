@@ -4,7 +4,7 @@ Folder tree: ``SRC/<sample>/<name>.<ext>`` (one sub-folder per sample, each file
 the key), or with ``split_dirs`` ``SRC/<split>/<sample>/<name>.<ext>``.
 
 Table: one row per sample; columns ``<name>.<ext>`` are fields, optional ``__key__`` (or ``key``) and
-``split`` columns. Image, ``.wav`` and ``.npy`` cells are file paths (relative to the table's folder); ``.cls``
+``split`` columns. Image, audio (``.wav .flac .ogg .mp3``) and ``.npy`` cells are file paths (relative to the table's folder); ``.cls``
 cells are ints, ``.txt`` cells text, ``.json`` cells JSON text in a CSV or any JSON value in a JSONL line.
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from multiview.data.fields import IMAGE_EXTS, FieldError, check_field_name
+from multiview.data.fields import AUDIO_EXTS, IMAGE_EXTS, FieldError, check_field_name
 
-_FILE_EXTS = IMAGE_EXTS | {"wav", "npy"}
+_FILE_EXTS = IMAGE_EXTS | AUDIO_EXTS | {"npy"}
 
 
 class SourceError(ValueError):

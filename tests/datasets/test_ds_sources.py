@@ -100,3 +100,28 @@ def test_scripts_build_and_report_errors(tmp_path, capsys):
     assert "{'train': 2, 'test': 1}" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         _script("avdigits").main(["--help"])
+
+
+def test_python_m_multiview_builders_runs_the_same_command_line(tmp_path, capsys):
+    from multiview.builders.__main__ import main
+
+    assert main(["mfeat", "--out", str(tmp_path / "mf"), "--quiet"]) == 0
+    assert "{'train': 1000, 'test': 1000}" in capsys.readouterr().out
+    assert main(["nope"]) == 2 and "one of avdigits, basicmotions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3", "npy", "png"])
+def test_table_audio_cells_of_every_decoded_extension_are_file_paths(tmp_path, ext):
+    """A ``.flac`` (``.ogg``, ``.mp3``) column holds a file path like ``.wav``, relative to the table's folder."""
+    from multiview.data.fields import Audio, encode_value
+    from multiview.data.sources import SourceError, table_splits
+
+    value = np.zeros((4, 4), np.uint8) if ext == "png" else Audio(np.zeros((1, 1600), np.float32), 16000)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / f"0.{ext}").write_bytes(encode_value(f"x.{ext}", value)[0])
+    (tmp_path / "table.csv").write_text(f"sound.{ext},label.cls\nfiles/0.{ext},1\n")
+    (sample,) = table_splits(tmp_path / "table.csv")["train"]
+    assert sample[f"sound.{ext}"] == tmp_path / "files" / f"0.{ext}" and sample["label.cls"] == 1
+    (tmp_path / "table.csv").write_text(f"sound.{ext},label.cls\nfiles/missing.{ext},1\n")
+    with pytest.raises(SourceError, match=f"column 'sound.{ext}': file not found: .*missing.{ext}"):
+        table_splits(tmp_path / "table.csv")
