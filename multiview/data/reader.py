@@ -23,6 +23,7 @@ from multiview.data.fields import FieldError, decode_value
 from multiview.data.location import choose_mode, resolve
 from multiview.data.manifest import load_manifest, split_entry
 from multiview.data.remote import IOOptions
+from multiview.data.tarformat import scan_tar
 from multiview.data.webstream import iter_stream_samples
 
 
@@ -73,74 +74,6 @@ def _split_member(name: str) -> tuple[str, str]:
     folder, _, base = name.rpartition("/")
     stem, dot, field = base.partition(".")
     return (f"{folder}/{stem}" if folder else stem), field
-
-
-_BLOCK = 512
-
-
-def _octal(field: bytes) -> int:
-    """A tar number field: NUL/space-padded octal ASCII, or GNU base-256 when the high bit is set."""
-    if field and field[0] & 0x80:
-        return int.from_bytes(field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    return int(text, 8) if text else 0
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    """``"<len> key=value\n"`` records of a PAX extended header."""
-    records, pos = {}, 0
-    while pos < len(data):
-        space = data.index(b" ", pos)
-        length = int(data[pos:space])
-        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
-        records[key.decode()] = value.decode("utf-8", "replace")
-        pos += length
-    return records
-
-
-def scan_tar(fd: int, size: int) -> Iterator[tuple[str, int, int]]:
-    """The regular files of an uncompressed tar as ``(name, data offset, data size)``, reading headers only.
-
-    Understands ustar, PAX (``path``/``size`` records) and GNU long names. Raises ValueError naming the byte
-    offset for a bad checksum and for a header or data that runs past ``size`` (a truncated file).
-    """
-    offset, pending = 0, {}
-    while True:
-        if offset + _BLOCK > size:
-            if offset == size and offset > 0:
-                return  # no end-of-archive blocks: the byte-size check against the manifest catches a cut here
-            if offset == 0:
-                raise ValueError(f"not a tar file ({size} bytes: shorter than one {_BLOCK}-byte header)")
-            raise ValueError(f"truncated tar: header at byte {offset} runs past the end ({size} bytes)")
-        header = os.pread(fd, _BLOCK, offset)
-        if header == bytes(_BLOCK):
-            return  # end-of-archive marker
-        stored = _octal(header[148:156]) if header[148:156].strip(b" \0").isdigit() else -1
-        if stored != sum(header[:148]) + 8 * 32 + sum(header[156:]):
-            where = (
-                "not a tar file (no valid header at byte 0)" if offset == 0 else f"corrupt tar header at byte {offset}"
-            )
-            raise ValueError(where)
-        kind, length, data_at = header[156:157], _octal(header[124:136]), offset + _BLOCK
-        if kind not in (b"x", b"L", b"g", b"K") and "size" in pending:
-            length = int(pending["size"])  # PAX: sizes beyond the 8 GiB an octal field holds
-        if data_at + length > size:
-            raise ValueError(f"truncated tar: member at byte {offset} runs past the end ({size} bytes)")
-        offset = data_at + -(-length // _BLOCK) * _BLOCK
-        if kind in (b"x", b"L", b"g", b"K"):
-            data = os.pread(fd, length, data_at)
-            if kind == b"x":
-                pending.update(_pax_records(data))
-            elif kind == b"L":
-                pending["path"] = data.split(b"\0", 1)[0].decode("utf-8", "replace")
-            continue
-        name = header[0:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-        prefix = header[345:500].split(b"\0", 1)[0] if header[257:263] == b"ustar\0" else b""
-        if prefix:
-            name = f"{prefix.decode('utf-8', 'replace')}/{name}"
-        name, pending = pending.get("path", name), {}
-        if kind in (b"0", b"\0", b"7"):  # regular files (7: contiguous)
-            yield name, data_at, length
 
 
 def index_shard(path: Path, expected: int | None = None, expected_bytes: int | None = None) -> ShardIndex:
