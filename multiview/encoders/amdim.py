@@ -40,6 +40,7 @@ from torch import nn
 from .base import Encoder, check_input
 from .features import Features
 from .heads import ResidualMLP
+from .timm_encoder import check_trunk_args
 
 # (stem kernel, stem stride, [(width multiplier of ndf, kernel, stride), ...] up to and including r7)
 _LAYOUTS: dict[int, tuple[int, int, list[tuple[int, int, int]]]] = {
@@ -275,9 +276,7 @@ class AmdimEncoder(Encoder):
         super().__init__()
         import timm
 
-        if not isinstance(model_name, str) or not timm.is_model(model_name):
-            raise ValueError(f"model_name {model_name!r} is not a registered timm model (e.g. 'amdim_small')")
-        trunk_kwargs = dict(trunk_kwargs or {})
+        trunk_kwargs = check_trunk_args(model_name, trunk_kwargs, "trunk_kwargs")
         self._set_config(
             "amdim", model_name=model_name, in_chans=in_chans, n_rkhs=n_rkhs, hidden_dim=hidden_dim,
             trunk_kwargs=trunk_kwargs, modality=modality,

@@ -35,6 +35,19 @@ from .heads import ResidualMLP, make_head
 _SCALE = re.compile(r"^(s|i)(-?\d+)$")
 
 
+def check_trunk_args(model_name: Any, kwargs: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    """The checks every timm-trunk encoder makes before ``timm.create_model(model_name, num_classes=0,
+    in_chans=..., **kwargs)``: a registered model name, and extra kwargs (``what`` names the argument) that leave
+    the arguments the encoder sets itself alone. Returns the kwargs as a dict; ValueError naming the value."""
+    if not isinstance(model_name, str) or not timm.is_model(model_name):
+        raise ValueError(f"model_name {model_name!r} is not a registered timm model (see timm.list_models())")
+    kwargs = dict(kwargs or {})
+    for reserved in ("num_classes", "in_chans", "pretrained", "features_only"):
+        if reserved in kwargs:
+            raise ValueError(f"{what} must not set {reserved!r} (got {kwargs[reserved]!r})")
+    return kwargs
+
+
 def resolve_scales(names: Sequence[str], feature_info: list[dict[str, Any]], model_name: str) -> list[int]:
     """Map scale names (``"s8"``, ``"i3"``) to indices into ``feature_info`` (see the module docstring)."""
     strides = [int(f["reduction"]) for f in feature_info]
@@ -90,12 +103,7 @@ class TimmEncoder(Encoder):
         modality: str | None = None,
     ):
         super().__init__()
-        if not isinstance(model_name, str) or not timm.is_model(model_name):
-            raise ValueError(f"model_name {model_name!r} is not a timm model (see timm.list_models())")
-        model_kwargs = dict(model_kwargs or {})
-        for reserved in ("num_classes", "in_chans", "pretrained", "features_only"):
-            if reserved in model_kwargs:
-                raise ValueError(f"model_kwargs must not set {reserved!r} (got {model_kwargs[reserved]!r})")
+        model_kwargs = check_trunk_args(model_name, model_kwargs, "model_kwargs")
         local_scales = check_names(local_scales, "local_scales")
         head = head or ("mlp" if out_dim is not None else "none")
         self._set_config(
