@@ -28,6 +28,8 @@ from multiview.train.data import build_loader, move_to_device, split_batch
 from multiview.train.metrics_log import MetricsLogger, to_number
 from multiview.train.optim import build_optimizer, build_scheduler
 from multiview.train.recipe import Recipe, dump_recipe
+from multiview.train.sync_bn import convert_global_batchnorm
+from multiview.train.worker_signals import quiet_workers
 
 
 class TrainingDiverged(RuntimeError):
@@ -51,6 +53,7 @@ class RunSummary:
     final_checkpoint: Path | None
     last_metrics: dict = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)  # the logged total loss per optimiser step (rank 0)
+    main_process: bool = True  # False on the other processes of a distributed run (they print nothing)
 
 
 def make_accelerator(recipe: Recipe) -> Accelerator:
@@ -110,11 +113,15 @@ class Trainer:
         views = build_views(recipe)
         self.view_names = tuple(views.view_names)
         self.model = build_model(recipe, views)
+        if self.accelerator.num_processes > 1 and getattr(recipe.train, "sync_bn", True):
+            # batch statistics over the global batch, so N processes train as one (torch's SyncBatchNorm refuses CPU)
+            self.model = convert_global_batchnorm(self.model)
         self._setup_optimisers()
         self.micro_batch = per_process_batch(recipe, self.accelerator.num_processes)
         self.loader, self.stream, _ = build_loader(
             recipe, self.micro_batch, self.accelerator.process_index, self.accelerator.num_processes, views
         )
+        quiet_workers(self.loader)  # a signal to the process group stops the run here, where it can save
         self.batches_per_epoch = len(self.loader)
         self.steps_per_epoch = self.batches_per_epoch // recipe.train.grad_accum
         if self.steps_per_epoch < 1:
@@ -181,7 +188,7 @@ class Trainer:
             with self.accelerator.autocast():
                 loss = step.loss_fn(detached, batch)
             if not torch.isfinite(loss.detach()):
-                raise TrainingDiverged(f"non-finite loss at step {self.state.step}: auxiliary step {name}")
+                raise TrainingDiverged(f"non-finite loss at step {self.state.step + 1}: auxiliary step {name}")
             loss.backward()
             if self.accelerator.num_processes > 1:
                 for p in step.module.parameters():
@@ -200,7 +207,7 @@ class Trainer:
         with self.accelerator.accumulate(self.model):
             with self.accelerator.autocast():
                 output = self.model(views, batch)
-            self._check_finite(output.losses, self.state.step)
+            self._check_finite(output.losses, self.state.step + 1)  # the step in flight, as the log numbers it
             self.accelerator.backward(output.loss)
             if self.accelerator.sync_gradients and self.recipe.train.grad_clip:
                 self.accelerator.clip_grad_norm_(self.model.parameters(), self.recipe.train.grad_clip)
@@ -258,7 +265,8 @@ class Trainer:
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             dump_recipe(recipe, self.run_dir / "recipe.yaml")
-        logger = MetricsLogger(self.run_dir, acc.is_main_process, recipe.log.tensorboard)
+        # the log continues from the checkpoint: records past its step (written before a crash) are dropped
+        logger = MetricsLogger(self.run_dir, acc.is_main_process, recipe.log.tensorboard, start_step=self.state.step)
         progress = tqdm(
             total=self.total_steps,
             initial=self.state.step,
@@ -266,7 +274,7 @@ class Trainer:
             desc=recipe.name,
             dynamic_ncols=True,
         )
-        summary = RunSummary(self.run_dir, self.state.step, None)
+        summary = RunSummary(self.run_dir, self.state.step, None, main_process=acc.is_main_process)
         last_step_saved = None
         batches = self._batches()
         tick, samples = time.perf_counter(), 0

@@ -66,3 +66,27 @@ def test_two_processes_resume_a_streamed_epoch_exactly(vector_shards, tmp_path, 
     assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in full], rel=1e-5, abs=1e-6)
     for rank in range(2):  # the batches after the checkpoint are the uninterrupted run's, on every process
         assert keys_resumed[rank] == keys_full[rank][5:]
+
+
+@pytest.mark.distributed
+def test_two_processes_with_batch_norm_match_one_and_print_one_summary(vector_shards, tmp_path, tiny_recipe):
+    """BatchNorm statistics are the global batch's (synchronised across processes, train.sync_bn): the MLP's
+    default norm gives 1 process == 2. Run through the CLI under torchrun: the summary is printed once."""
+    steps = 6
+    recipe = tiny_recipe(vector_shards, tmp_path / "runs1", steps=steps)
+    for spec in recipe["encoders"].values():
+        spec["norm"] = "batch"
+    one, _ = launch(recipe, tmp_path / "one", 1)
+
+    recipe["log"]["dir"] = str(tmp_path / "runs2")
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "multiview", "pretrain", str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summaries = [line for line in done.stdout.splitlines() if line.startswith('{"run_dir"')]
+    assert len(summaries) == 1, done.stdout  # rank 0 only
+    two = read_metrics(tmp_path / "runs2" / "tiny" / "metrics.jsonl")
+    assert json.loads(summaries[0])["steps"] == steps
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=2e-4, abs=2e-4)
