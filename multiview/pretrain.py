@@ -71,16 +71,17 @@ def run_pretrain(args) -> int:
     except TrainingInterrupted as err:
         print(str(err), file=sys.stderr)
         return 128 + err.signum
-    print(
-        json.dumps(
-            {
-                "run_dir": str(summary.run_dir),
-                "steps": summary.steps,
-                "checkpoint": str(summary.final_checkpoint),
-                "last": summary.last_metrics,
-            }
+    if summary.main_process:  # once per run, not once per process
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(summary.run_dir),
+                    "steps": summary.steps,
+                    "checkpoint": str(summary.final_checkpoint),
+                    "last": summary.last_metrics,
+                }
+            )
         )
-    )
     if recipe.eval and not args.no_eval:
         from multiview.eval.recipe_eval import run_recipe_eval
         from multiview.eval.report import markdown_table
