@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from multiview.data.errors import ErrorPolicy, ShardError
+from multiview.data.expect import SplitSpec, field_problem
 from multiview.data.fields import FieldError, decode_value
 from multiview.data.location import choose_mode, resolve
 from multiview.data.manifest import load_manifest, split_entry
@@ -112,10 +113,21 @@ def index_shard(path: Path, expected: int | None = None, expected_bytes: int | N
     return ShardIndex.build(samples)
 
 
-def decode_sample(shard: str, entry: SampleEntry, blobs: dict[str, bytes], fields: Sequence[str] | None) -> dict:
-    """Decode the wanted fields (names without extension; None = all) of one sample -> a sample dict."""
+def decode_sample(
+    shard: str, entry: SampleEntry, blobs: dict[str, bytes], fields: Sequence[str] | None, spec: SplitSpec | None = None
+) -> dict:
+    """Decode the wanted fields (names without extension; None = all) of one sample -> a sample dict.
+
+    With ``spec`` (what the split's manifest promises), ``fields=None`` requires every field it lists, and each
+    decoded field must have its fixed dims and dtype; a float ``.npy`` must be finite (ShardError otherwise).
+    """
     by_name = {f.rpartition(".")[0] or f: f for f in entry.members}
     wanted = list(by_name) if fields is None else fields
+    if fields is None and spec is not None:
+        missing = spec.missing(entry.members)
+        if missing:
+            cause = f"missing field; the manifest lists it for the split and the sample has {sorted(entry.members)}"
+            raise ShardError(shard, cause, entry.key, missing[0])
     sample: dict[str, Any] = {"__key__": entry.key, "__shard__": shard}
     for name in wanted:
         field = by_name.get(name)
@@ -125,6 +137,9 @@ def decode_sample(shard: str, entry: SampleEntry, blobs: dict[str, bytes], field
             value = decode_value(field.rpartition(".")[2].lower(), blobs[field])
         except FieldError as err:
             raise ShardError(shard, str(err), entry.key, field) from None
+        problem = field_problem(field, value, spec.specs.get(field) if spec is not None else None)
+        if problem is not None:
+            raise ShardError(shard, problem, entry.key, field)
         if isinstance(value, tuple):  # WAV: (waveform, sample rate)
             sample[name], sample[f"{name}.sample_rate"] = value
         else:
@@ -171,6 +186,7 @@ class ShardReader:
                 f"{self.root / 'manifest.json'}: split {split!r} has no field {', '.join(map(repr, unknown))}; "
                 f"its fields are {known} (names without extension)"
             )
+        self.spec = SplitSpec.of(self.manifest, split)  # what every sample must hold (fields, dims, dtypes)
         self.max_open = max_open
         self._indexes: dict[int, ShardIndex | ShardError] = {}
         self._fds: OrderedDict[int, int] = OrderedDict()
@@ -231,7 +247,7 @@ class ShardReader:
             blobs[field] = os.pread(fd, size, offset)
             if len(blobs[field]) != size:
                 raise ShardError(name, f"short read: {len(blobs[field])} of {size} bytes", entry.key, field)
-        return rename_fields(decode_sample(name, entry, blobs, self.fields), self.rename)
+        return rename_fields(decode_sample(name, entry, blobs, self.fields, self.spec), self.rename)
 
     def key_of(self, shard: int, j: int) -> str:
         """The key of a sample, or ``#<j>`` when the shard cannot be indexed."""

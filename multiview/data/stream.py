@@ -40,6 +40,7 @@ from multiview.data.batching import (  # noqa: F401 (re-exported: the public nam
     sample_generator,
 )
 from multiview.data.errors import ON_ERROR, ErrorPolicy, ShardError
+from multiview.data.expect import collate_named, map_checked
 from multiview.data.reader import ShardReader
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ class ShardStream(IterableDataset):
         self._start = 0  # items to skip at the next iteration (resume)
         self.skipped = 0
         self._cache: dict[tuple[int, int], dict[str, Any]] | None = {} if cache else None
+        self._fields_seen: set[str] = set()  # fields of the samples mapped so far (map_checked's reference)
 
     # ------------------------------------------------------------------------------------------ position
     def set_epoch(self, epoch: int) -> None:
@@ -239,28 +241,36 @@ class ShardStream(IterableDataset):
             self._cache[(shard, j)] = sample
         return self._cache[(shard, j)]
 
-    def _batch(self, refs: np.ndarray, pads: np.ndarray, offsets: np.ndarray, policy: ErrorPolicy) -> list[dict]:
-        read: list[tuple[dict[str, Any], bool, int]] = []  # (decoded sample, pad, index in the split)
-        failed: list[int] = []
-        for pos, (g, pad) in enumerate(zip(refs.tolist(), pads.tolist())):
+    def _batch(
+        self, refs: np.ndarray, pads: np.ndarray, offsets: np.ndarray, policy: ErrorPolicy
+    ) -> tuple[list[dict], list[tuple[str, str]]]:
+        """The mapped items of one batch and the ``(key, shard)`` each came from (for collate's messages)."""
+        read: list[tuple[dict[str, Any], bool, int] | None] = []  # (decoded sample, pad, index in the split)
+        for g, pad in zip(refs.tolist(), pads.tolist()):
             shard = int(np.searchsorted(offsets, g, side="right") - 1)
             sample = self._read(policy, shard, g - int(offsets[shard]))
-            if sample is None:
-                failed.append(pos)
-            else:
-                read.append((sample, bool(pad), g))
-        good = map_samples(self.map_fn, self.keep, self.seed, self.epoch, [sample for sample, _, _ in read])
-        for item, (_, pad, g) in zip(good, read):
+            read.append(None if sample is None else (sample, bool(pad), g))
+        present = [pos for pos, entry in enumerate(read) if entry is not None]
+        samples = [read[pos][0] for pos in present]
+        mapped, alive = map_checked(self.map_fn, self.keep, self.seed, self.epoch, samples, policy, self._fields_seen)
+        items: list[dict | None] = [None] * len(read)
+        origins: list[tuple[str, str]] = [("", "")] * len(read)
+        for item, a in zip(mapped, alive):
+            pos = present[a]
+            sample, pad, g = read[pos]
             item["__pad__"] = pad
             item["__index__"] = g  # position in the split, in [0, count): memory banks key their rows by it
-        items: list[dict | None] = list(good)
-        for pos in failed:
-            items.insert(pos, None)
+            items[pos], origins[pos] = item, (str(sample["__key__"]), str(sample["__shard__"]))
+        good = [pos for pos, item in enumerate(items) if item is not None]
         if not good:
             where = f"{self.root} split {self.split!r}, epoch {self.epoch}"
             raise ShardError(where, f"every sample of a batch of {len(items)} failed to decode (see the log)")
         # keep the batch size equal on every rank: a skipped sample becomes a flagged repeat of a good one
-        return [item if item is not None else {**good[i % len(good)], "__pad__": True} for i, item in enumerate(items)]
+        for i, item in enumerate(items):
+            if item is None:
+                src = good[i % len(good)]
+                items[i], origins[i] = {**items[src], "__pad__": True}, origins[src]
+        return items, origins
 
     # ------------------------------------------------------------------------------------ loader hooks
     def prepare_workers(self, num_workers: int) -> None:
@@ -297,8 +307,8 @@ class ShardStream(IterableDataset):
         try:
             for i in range(self._start + worker, len(order), workers):
                 before = policy.skipped
-                batch = self._batch(order[i], is_pad[i], offsets, policy)
-                item = Batch(collate(batch) if self.batch_size is not None else batch[0])
+                batch, origins = self._batch(order[i], is_pad[i], offsets, policy)
+                item = Batch(collate_named(batch, origins) if self.batch_size is not None else batch[0])
                 item.skipped = policy.skipped - before  # carried to the main process (see ShardLoader)
                 yield item
         finally:

@@ -20,6 +20,7 @@ from webdataset.filters import reraise_exception
 from webdataset.tariterators import group_by_keys
 
 from multiview.data.errors import ShardError
+from multiview.data.expect import SplitSpec, field_problem
 from multiview.data.fields import KNOWN_EXTS, FieldError, decode_value
 from multiview.data.remote import IOOptions, RemoteError, open_stream
 from multiview.data.tarformat import stream_members
@@ -77,6 +78,7 @@ def decode_raw(
     fields: Sequence[str] | None = None,
     rename: Mapping[str, str] | None = None,
     ignored: set[str] | None = None,
+    spec: SplitSpec | None = None,
 ) -> dict[str, Any]:
     """Decode a raw sample -> ``{"__key__", "__shard__", <name>: value, <name>.sample_rate: int, ...}``.
 
@@ -86,9 +88,12 @@ def decode_raw(
             whose extension we know and leaves out the others (their names are added to ``ignored``).
         rename: ``{name in the batch: name in the shard}``, e.g. ``{"image": "jpg", "label": "cls"}``.
         ignored: collects the fields left out (so the caller can say so once).
+        spec: what the split's manifest promises (:class:`~multiview.data.expect.SplitSpec`): with ``fields``
+            None, every field it lists must be there; a decoded field must have its fixed dims and dtype.
 
     Raises:
-        ShardError naming the URL, key and field: a missing field, bytes that do not decode.
+        ShardError naming the URL, key and field: a missing field, bytes that do not decode, a shape or dtype
+        the manifest does not allow, NaN / inf in a float ``.npy``.
     """
     url, key = str(raw.get("__url__", "?")), str(raw["__key__"])
     by_name = {field_name(f): f for f in raw if f not in _META_KEYS}
@@ -100,6 +105,11 @@ def decode_raw(
             ignored.update(f for n, f in by_name.items() if n not in wanted)
     else:
         wanted = [source_of.get(name, name) for name in fields]
+    if fields is None and spec is not None:
+        missing = spec.missing(by_name.values())
+        if missing:
+            cause = f"missing field; the manifest lists it for the split and the sample has {sorted(by_name.values())}"
+            raise ShardError(url, cause, key, missing[0])
     sample: dict[str, Any] = {"__key__": key, "__shard__": url}
     for name in wanted:
         member = by_name.get(name)
@@ -109,6 +119,9 @@ def decode_raw(
             value = decode_value(field_ext(member), raw[member])
         except FieldError as err:
             raise ShardError(url, str(err), key, member) from None
+        problem = field_problem(member, value, spec.specs.get(member) if spec is not None else None)
+        if problem is not None:
+            raise ShardError(url, problem, key, member)
         out = target_of.get(name, name)
         if isinstance(value, tuple):  # audio: (waveform, sample rate)
             sample[out], sample[f"{out}.sample_rate"] = value

@@ -1,4 +1,9 @@
-"""Decode every sample of a shard folder or any other source and list every problem (shard, key, field, cause)."""
+"""Decode every sample of a shard folder or any other source and list every problem (shard, key, field, cause).
+
+Problems are what the readers would raise (or skip) while training: a shard missing, cut or miscounted; a split
+total that is not the sum of its shards' counts; a sample whose fields differ from the manifest's; bytes that do
+not decode; a shape or dtype the manifest does not allow (its fixed dims); NaN / inf in a float ``.npy``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from multiview.data.errors import ShardError
+from multiview.data.expect import SplitSpec, field_problem
 from multiview.data.fields import KNOWN_EXTS, REFUSED_EXTS, FieldError, decode_value
 from multiview.data.location import SourceError, SplitSource, resolve
 from multiview.data.manifest import MANIFEST_NAME, ManifestError, load_manifest, split_entry
@@ -44,7 +50,8 @@ class VerifyReport:
         return not self.problems
 
 
-def _verify_shard(root: Path, split: str, info: dict, expected_fields: list[str], report: VerifyReport) -> None:
+def _verify_shard(root: Path, split: str, info: dict, expected_fields: list[str], spec: SplitSpec,
+                  report: VerifyReport) -> None:  # fmt: skip
     name = info["name"]
     try:
         entries = index_shard(root / name, info.get("count"), info.get("bytes"))
@@ -62,16 +69,21 @@ def _verify_shard(root: Path, split: str, info: dict, expected_fields: list[str]
                 report.problems.append(Problem(split, name, entry.key, None, cause))
             for member, (offset, size) in entry.members.items():
                 try:
-                    decode_value(member.rpartition(".")[2].lower(), os.pread(fd, size, offset))
+                    value = decode_value(member.rpartition(".")[2].lower(), os.pread(fd, size, offset))
                 except FieldError as err:
                     report.problems.append(Problem(split, name, entry.key, member, str(err)))
+                    continue
+                cause = field_problem(member, value, spec.specs.get(member))
+                if cause is not None:
+                    report.problems.append(Problem(split, name, entry.key, member, cause))
 
 
 def verify(
     root: str | Path | Sequence[str], splits: Sequence[str] | None = None, options: IOOptions | None = None
 ) -> VerifyReport:
-    """Check the manifest, every shard (present, a whole tar, the recorded size and count) and decode every field
-    of every sample. Returns a VerifyReport; never raises for bad data.
+    """Check the manifest (a split's count against its shards'), every shard (present, a whole tar, the recorded
+    size and count) and decode every field of every sample, held to the manifest's fields, fixed dims and dtypes
+    and refused when a float ``.npy`` is not finite. Returns a VerifyReport; never raises for bad data.
 
     ``root`` may be any source (:mod:`multiview.data.location`): a local folder with a manifest is checked by
     index as above; anything else is streamed shard by shard (with a manifest, the counts are checked too).
@@ -93,13 +105,23 @@ def verify(
         except ManifestError as err:
             report.problems.append(Problem(split, MANIFEST_NAME, None, None, str(err)))
             continue
+        _check_total(split, entry, report)
+        spec = SplitSpec.of(manifest, split)
         for info in entry["shards"]:
             listed.add(info["name"])
-            _verify_shard(root, split, info, list(entry.get("fields", [])), report)
+            _verify_shard(root, split, info, list(entry.get("fields", [])), spec, report)
     all_listed = {s["name"] for e in manifest["splits"].values() for s in e["shards"]}
     for stray in sorted(p.name for p in root.glob("*.tar") if p.name not in all_listed):
         report.warnings.append(f"{stray}: a tar file the manifest does not list (ignored by readers)")
     return report
+
+
+def _check_total(split: str, entry: dict, report: VerifyReport) -> None:
+    """A split's ``count`` must be the sum of its shards' counts (readers plan epochs from the shards')."""
+    counts = [s.get("count") for s in entry["shards"]]
+    if all(isinstance(c, int) for c in counts) and entry["count"] != sum(counts):
+        cause = f"split {split!r} count is {entry['count']}; its shards' counts sum to {sum(counts)} ({counts})"
+        report.problems.append(Problem(split, MANIFEST_NAME, None, None, cause))
 
 
 def _local_with_manifest(root) -> bool:
@@ -118,8 +140,11 @@ def verify_stream(
         return report
     undecoded: set[str] = set()
     for source in sources:
+        spec = SplitSpec.of(source.manifest, source.split)
+        if source.manifest is not None and source.split in source.manifest["splits"]:
+            _check_total(source.split, source.manifest["splits"][source.split], report)
         for i, url in enumerate(source.urls):
-            seen = _verify_stream_shard(source, url, report, undecoded)
+            seen = _verify_stream_shard(source, url, spec, report, undecoded)
             if source.counts is not None and seen is not None and seen != source.counts[i]:
                 cause = f"holds {seen} samples, the manifest says {source.counts[i]}"
                 report.problems.append(Problem(source.split, url, None, None, cause))
@@ -128,13 +153,19 @@ def verify_stream(
     return report
 
 
-def _verify_stream_shard(source: SplitSource, url: str, report: VerifyReport, undecoded: set[str]) -> int | None:
+def _verify_stream_shard(
+    source: SplitSource, url: str, spec: SplitSpec, report: VerifyReport, undecoded: set[str]
+) -> int | None:
     """Decode one streamed shard's members into ``report``; its sample count (None when it broke off)."""
     seen = 0
     try:
         for raw in raw_samples(url, source.options):
             seen += 1
             report.samples += 1
+            missing = spec.missing(raw)
+            if missing:
+                cause = f"missing field(s) {missing}; the manifest lists {list(spec.fields)} for the split"
+                report.problems.append(Problem(source.split, url, str(raw["__key__"]), None, cause))
             for member, data in raw.items():
                 if member.startswith("__"):
                     continue
@@ -142,9 +173,13 @@ def _verify_stream_shard(source: SplitSource, url: str, report: VerifyReport, un
                     undecoded.add(member)
                     continue
                 try:
-                    decode_value(field_ext(member), data)
+                    value = decode_value(field_ext(member), data)
                 except FieldError as err:
                     report.problems.append(Problem(source.split, url, str(raw["__key__"]), member, str(err)))
+                    continue
+                cause = field_problem(member, value, spec.specs.get(member))
+                if cause is not None:
+                    report.problems.append(Problem(source.split, url, str(raw["__key__"]), member, cause))
     except ShardError as err:
         report.problems.append(Problem(source.split, url, None, None, err.cause))
         return None

@@ -41,14 +41,16 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from multiview.data.batching import Batch, collate, map_samples, resolve_rank
+from multiview.data.batching import Batch, resolve_rank
 from multiview.data.errors import ON_ERROR, ErrorPolicy, ShardError
+from multiview.data.expect import SplitSpec, collate_named, map_checked
 from multiview.data.location import SplitSource, resolve
 from multiview.data.remote import IOOptions
 from multiview.data.tarstream import decode_raw, field_name, raw_samples
 
 log = logging.getLogger("multiview.data")
 TAILS = ("drop", "pad")
+_GIVE_UP = 1000  # samples in a row that fail to decode before a skip-mode stream gives up (see WebStream._take)
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,8 @@ class WebStream(IterableDataset):
         self._state_workers: int | None = None
         offsets = np.concatenate([[0], np.cumsum(self.counts)]) if self.counts is not None else None
         self._offsets = offsets
+        self.spec = SplitSpec.of(self.source.manifest, self.split)  # what a manifest promises for every sample
+        self._fields_seen: set[str] = set()  # fields of the samples mapped so far (map_checked's reference)
 
     def _label_names(self) -> list[str]:
         """Batch names of the label fields (kept next to the views by default)."""
@@ -378,9 +382,17 @@ class WebStream(IterableDataset):
         start, emitted, done = self._positions.get(worker, (0, 0, 0))
         size = self.batch_size or 1
         items = self._items(rank, worker, slot, start, emitted, policy)
+        position, failed = (start, emitted), [0]
         while slot.quota is None or done < slot.quota:
             before = policy.skipped
-            picked, position = self._take(items, size, policy)
+            picked: list = []
+            while len(picked) < size:  # samples map_checked leaves out are replaced by the following ones
+                more, position, ended = self._take(items, size - len(picked), policy, failed, position)
+                mapped = self._mapped(more, policy)
+                self._count_failures(failed, len(more) - len(mapped), bool(mapped))
+                picked += mapped
+                if ended:
+                    break
             if len(picked) < size:
                 picked = self._finish(picked, size)
                 if not picked:
@@ -390,17 +402,42 @@ class WebStream(IterableDataset):
             batch.skipped, batch.position = policy.skipped - before, (worker, *position, done)
             yield batch
 
-    def _take(self, items: Iterator, size: int, policy: ErrorPolicy) -> tuple[list, tuple[int, int]]:
-        """Up to ``size`` decoded samples from ``items`` (bad ones skipped by the policy) and the position after."""
-        picked, position = [], (0, 0)
+    def _take(
+        self, items: Iterator, size: int, policy: ErrorPolicy, failed: list[int], position: tuple[int, int]
+    ) -> tuple[list, tuple[int, int], bool]:
+        """Up to ``size`` decoded samples from ``items`` (bad ones skipped by the policy), the position after,
+        and whether ``items`` ended. ``failed[0]`` counts the samples in a row that failed: a skip mode that
+        finds nothing good in ``_GIVE_UP`` samples (every one broken, or a field kept that none has) raises
+        instead of cycling the shards for ever (:meth:`_count_failures`)."""
+        picked = []
         for item in items:
             raw, pad, index, position = item
-            sample = policy.attempt(decode_raw, raw, self.fields, self.rename)
-            if sample is not None:
-                picked.append((sample, pad, index))
-                if len(picked) == size:
-                    break
-        return picked, position
+            sample = policy.attempt(decode_raw, raw, self.fields, self.rename, None, self.spec)
+            if sample is None:
+                self._count_failures(failed, 1, False)
+                continue
+            picked.append((sample, pad, index))
+            if len(picked) == size:
+                return picked, position, False
+        return picked, position, True
+
+    def _count_failures(self, failed: list[int], n: int, good: bool) -> None:
+        """``n`` more samples failed (to decode or to map); any good one ends the run."""
+        failed[0] = 0 if good else failed[0] + n
+        if failed[0] >= max(_GIVE_UP, 2 * self.shuffle_buffer):
+            raise ShardError(self.root, f"{failed[0]} samples in a row failed (see the log); giving up")
+
+    def _mapped(self, picked: list, policy: ErrorPolicy) -> list:
+        """``picked`` through map_fn (:func:`~multiview.data.expect.map_checked`): ``(item, pad, index, origin)``."""
+        if not picked:
+            return []
+        samples = [sample for sample, _, _ in picked]
+        mapped, alive = map_checked(self.map_fn, self.keep, self.seed, self.epoch, samples, policy, self._fields_seen)
+        out = []
+        for item, a in zip(mapped, alive):
+            sample, pad, index = picked[a]
+            out.append((item, pad, index, (str(sample["__key__"]), str(sample["__shard__"]))))
+        return out
 
     def _finish(self, picked: list, size: int) -> list:
         """The shards ended (one process, no quota): drop an incomplete last batch, or pad it with repeats."""
@@ -409,13 +446,16 @@ class WebStream(IterableDataset):
                 log.info("%s split %r: dropped the last %d sample(s) (an incomplete batch)", self.root, self.split,
                          len(picked))  # fmt: skip
             return []
-        return picked + [(s, True, i) for s, _, i in (picked * size)[: size - len(picked)]]
+        return picked + [({**s}, True, i, o) for s, _, i, o in (picked * size)[: size - len(picked)]]
 
     def _collate(self, picked: list) -> Batch:
-        mapped = map_samples(self.map_fn, self.keep, self.seed, self.epoch, [s for s, _, _ in picked])
-        for item, (_, pad, index) in zip(mapped, picked):
+        """Mapped ``(item, pad, index, origin)`` -> a batch (one item without a batch size)."""
+        items = []
+        for item, pad, index, _ in picked:
             item["__pad__"], item["__index__"] = pad, index
-        return Batch(collate(mapped) if self.batch_size is not None else mapped[0])
+            items.append(item)
+        origins = [origin for _, _, _, origin in picked]
+        return Batch(collate_named(items, origins) if self.batch_size is not None else items[0])
 
     def _items(self, rank: int, worker: int, slot: SlotPlan, start: int, emitted: int, policy: ErrorPolicy):
         """``(raw sample, pad, index, (group start, emitted after it))`` from position ``(start, emitted)`` on."""
@@ -497,11 +537,12 @@ def iter_stream_samples(
 ) -> Iterator[dict[str, Any]]:
     """Every sample of a streamed split once, in stored order, in this process (evaluation, inspect)."""
     policy = ErrorPolicy(on_error, f"{source.spec} split {source.split!r}")
+    spec = SplitSpec.of(source.manifest, source.split)
     try:
         for url in source.urls:
             try:
                 for raw in raw_samples(url, source.options):
-                    sample = policy.attempt(decode_raw, raw, fields, rename)
+                    sample = policy.attempt(decode_raw, raw, fields, rename, None, spec)
                     if sample is not None:
                         yield sample
             except ShardError as err:
