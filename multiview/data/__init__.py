@@ -72,12 +72,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from multiview.data.fields import Audio, FieldError
-    from multiview.data.manifest import MANIFEST_NAME, ManifestError, load_manifest
-    from multiview.data.errors import ShardError
-    from multiview.data.reader import ShardReader, iter_samples
     from multiview.data.batching import collate, make_loader
+    from multiview.data.errors import ShardError
+    from multiview.data.fields import Audio, FieldError
     from multiview.data.location import SourceError, SplitSource, resolve
+    from multiview.data.manifest import MANIFEST_NAME, ManifestError, load_manifest
+    from multiview.data.reader import ShardReader, iter_samples
     from multiview.data.stream import ShardStream, epoch_plan
     from multiview.data.webstream import WebStream
     from multiview.data.writer import WriteError, sanitize_key, write_dataset
