@@ -22,6 +22,25 @@ from multiview.core.seeding import derive_generator
 log = logging.getLogger("multiview.data")
 
 
+TAILS = ("drop", "pad")
+
+
+def check_stream_args(tail: str, on_error: str, batch_size: int | None, seed: Any, epoch_size: int | None) -> None:
+    """The arguments both streams share; raises ValueError naming the argument, the value and what is expected."""
+    from multiview.data.errors import ON_ERROR
+
+    if tail not in TAILS:
+        raise ValueError(f"tail is {tail!r}; expected one of {TAILS}")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error is {on_error!r}; expected one of {ON_ERROR}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None; got {batch_size}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    if epoch_size is not None and epoch_size < 1:
+        raise ValueError(f"epoch_size must be >= 1; got {epoch_size}")
+
+
 def sample_generator(seed: int, epoch: int, key: str) -> torch.Generator:
     """The generator handed to ``map_fn`` for one sample: seeded by ``(seed, epoch, key)`` with
     :func:`multiview.core.seeding.derive_generator`, the function view generators use themselves."""

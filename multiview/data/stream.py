@@ -31,20 +31,21 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from multiview.data.batching import (  # noqa: F401 (re-exported: the public names of this module until 0.1)
+    TAILS,
     Batch,
     ShardLoader,
+    check_stream_args,
     collate,
     make_loader,
     map_samples,
     resolve_rank,
     sample_generator,
 )
-from multiview.data.errors import ON_ERROR, ErrorPolicy, ShardError
+from multiview.data.errors import ErrorPolicy, ShardError
 from multiview.data.expect import collate_named, map_checked
 from multiview.data.reader import ShardReader
 
 log = logging.getLogger(__name__)
-TAILS = ("drop", "pad")
 
 
 def epoch_plan(
@@ -152,20 +153,11 @@ class ShardStream(IterableDataset):
         rename: Mapping[str, str] | None = None,
     ):
         super().__init__()
-        if tail not in TAILS:
-            raise ValueError(f"tail is {tail!r}; expected one of {TAILS}")
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error is {on_error!r}; expected one of {ON_ERROR}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None; got {batch_size}")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+        check_stream_args(tail, on_error, batch_size, seed, epoch_size)
         if epoch_size is not None and not resampled:
             raise ValueError(f"epoch_size={epoch_size} needs resampled=True (a non-resampled epoch is the split)")
         self.reader = ShardReader(root, split, fields, rename=rename)
         self.root, self.split = Path(root), split
-        if epoch_size is not None and epoch_size < 1:
-            raise ValueError(f"epoch_size must be >= 1; got {epoch_size}")
         self.epoch_size = epoch_size or sum(self.reader.counts)
         self.map_fn, self.batch_size, self.shuffle, self.resampled = map_fn, batch_size, shuffle, resampled
         self.tail, self.seed, self.on_error = tail, seed, on_error

@@ -41,15 +41,14 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from multiview.data.batching import Batch, resolve_rank
-from multiview.data.errors import ON_ERROR, ErrorPolicy, ShardError
+from multiview.data.batching import Batch, check_stream_args, resolve_rank
+from multiview.data.errors import ErrorPolicy, ShardError
 from multiview.data.expect import SplitSpec, collate_named, map_checked
 from multiview.data.location import SplitSource, resolve
 from multiview.data.remote import IOOptions
 from multiview.data.tarstream import decode_raw, field_name, raw_samples
 
 log = logging.getLogger("multiview.data")
-TAILS = ("drop", "pad")
 _GIVE_UP = 1000  # samples in a row that fail to decode before a skip-mode stream gives up (see WebStream._take)
 
 
@@ -208,16 +207,7 @@ class WebStream(IterableDataset):
         options: IOOptions | None = None,
     ):
         super().__init__()
-        if tail not in TAILS:
-            raise ValueError(f"tail is {tail!r}; expected one of {TAILS}")
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error is {on_error!r}; expected one of {ON_ERROR}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None; got {batch_size}")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-        if epoch_size is not None and epoch_size < 1:
-            raise ValueError(f"epoch_size must be >= 1; got {epoch_size}")
+        check_stream_args(tail, on_error, batch_size, seed, epoch_size)
         if shuffle_buffer < 1:
             raise ValueError(f"shuffle_buffer must be >= 1; got {shuffle_buffer}")
         self.source = source if isinstance(source, SplitSource) else resolve(source, split, options)
