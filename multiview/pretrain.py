@@ -49,10 +49,15 @@ def register(subparsers) -> None:
 
 
 def run_pretrain(args) -> int:
-    from multiview.train.recipe import RecipeError, load_recipe, recipe_to_dict
+    from multiview.train.recipe import RecipeError, check_batch_split, load_recipe, recipe_to_dict
 
     try:
         recipe = load_recipe(args.recipe, args.overrides)
+        check_batch_split(recipe, _launched_processes())
+        if args.dry_run:  # build every component on the CPU, without data: a recipe that will fail says so now
+            from multiview.train.build import check_components
+
+            check_components(recipe)
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -65,6 +70,9 @@ def run_pretrain(args) -> int:
 
     try:
         summary = pretrain(recipe, resume=args.resume, run_dir=args.run_dir)
+    except RecipeError as err:  # a component the recipe names cannot be built (the Trainer builds them first)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
@@ -89,6 +97,16 @@ def run_pretrain(args) -> int:
         for report in run_recipe_eval(recipe, summary.final_checkpoint):
             print(markdown_table(report["rows"]))
     return 0
+
+
+def _launched_processes() -> int:
+    """How many processes this run has: WORLD_SIZE as torchrun and ``accelerate launch`` set it, else 1."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 def run_export(args) -> int:

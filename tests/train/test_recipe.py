@@ -147,5 +147,7 @@ def test_eval_entries_take_probe_features_and_check_them(tmp_path):
     assert load_recipe(write(tmp_path, "g.yaml", BASE + "eval:\n  - {kind: knn}\n")).eval[0].features == "global"
     message = error_of(path, ["eval.0.features=pixels"])
     expected = "expected one of 'global' | 'maps' | 'trunk' | 'trunk_maps' | 'maps7', got 'pixels'"
-    assert f"{path}:13: eval[0].features: {expected}" in message
+    assert f"command line (eval.0.features=pixels): eval[0].features: {expected}" in message
+    in_file = write(tmp_path, "f.yaml", BASE + "eval:\n  - {kind: linear, features: pixels}\n")
+    assert f"{in_file}:13: eval[0].features: {expected}" in error_of(in_file)
     assert "eval[0].grid: expected a positive integer, got 0" in error_of(path, ["eval.0.grid=0"])
