@@ -113,7 +113,7 @@ class Trainer:
         views = build_views(recipe)
         self.view_names = tuple(views.view_names)
         self.model = build_model(recipe, views)
-        if self.accelerator.num_processes > 1 and getattr(recipe.train, "sync_bn", True):
+        if self.accelerator.num_processes > 1 and recipe.train.sync_bn:
             # batch statistics over the global batch, so N processes train as one (torch's SyncBatchNorm refuses CPU)
             self.model = convert_global_batchnorm(self.model)
         self._setup_optimisers()

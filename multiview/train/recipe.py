@@ -112,6 +112,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None  # torch CPU threads; None keeps torch's default (OMP_NUM_THREADS or the core count)
     compile: bool = False
+    sync_bn: bool = True  # several processes: batch-norm statistics over the global batch (GlobalBatchNorm)
 
 
 @dataclass
