@@ -56,15 +56,20 @@ def _write(args: argparse.Namespace) -> int:
             table = args.from_csv or args.from_jsonl
             splits = table_splits(table, args.split)
             source = {"from_table": table}
+        # The splits actually written (a table's rows may name their own), and --split, as "default_split", only
+        # where it can have named some of them (it names rows without a split; --split-dirs ignores it).
+        used_default = args.split in splits and not (args.from_folder and args.split_dirs)
+        written = {"splits": list(splits), **({"default_split": args.split} if used_default else {})}
         manifest = write_dataset(
             args.out,
             splits,
             builder=args.builder,
-            builder_args={**source, "split": args.split},
+            builder_args={**source, **written, **({"pairing": args.pairing} if args.pairing else {})},
             maxcount=args.maxcount,
             maxsize=args.maxsize,
             modalities=modalities,
             io_options=io_options,
+            pairing=args.pairing,
         )
     except (SourceError, WriteError, ValueError, RemoteError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -158,6 +163,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--maxsize", type=_size, default=256 << 20, help="bytes per shard at most, e.g. 256M (default)")
     w.add_argument("--builder", default="shards-write", help="builder name recorded in the manifest")
     w.add_argument("--modality", action="append", metavar="FIELD=MOD", help="override a field's modality")
+    w.add_argument(
+        "--pairing",
+        choices=["instance", "class"],
+        help="how the fields of a sample are paired, recorded as the manifest's extra.pairing: instance (all "
+        "from one instance) or class (only the label in common, e.g. images and sounds matched within a class); "
+        "eval retrieval reads it to report instance or class-level metrics (default: not recorded = instance)",
+    )
     _add_io_flags(w, "writing to a URL")
     w.set_defaults(func=_write)
 

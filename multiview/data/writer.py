@@ -33,6 +33,17 @@ _SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _TAR_BLOCK = 512
 
 
+# What ``extra.pairing`` says for each level; the evaluation reads the level from the text's start
+# (multiview.eval.tasks.pairing_level): "instance..." pairs row i of one field with row i of another,
+# "class..." only with the rows of the same label.
+PAIRING_TEXT = {
+    "instance": "instance: every field of a sample comes from the same instance (row i of one field goes with "
+    "row i of another)",
+    "class": "class: the fields of a sample share only their class label (paired at random within the class): "
+    "class-level retrieval only",
+}
+
+
 class WriteError(ValueError):
     """A sample cannot be written; the message names the split, the key, the field (and file) and the cause."""
 
@@ -243,6 +254,7 @@ def write_dataset(
     extra: Mapping[str, Any] | None = None,
     modalities: Mapping[str, str] | None = None,
     io_options: IOOptions | None = None,
+    pairing: str | None = None,
 ) -> dict[str, Any]:
     """Write samples to ``out_dir/<split>-000000.tar, ...`` and then, last and atomically, ``manifest.json``.
 
@@ -258,6 +270,9 @@ def write_dataset(
         extra: free-form JSON recorded under ``"extra"``.
         modalities: ``{"<name>.<ext>": modality}`` overriding the inferred modality of a field.
         io_options: timeouts, retries and fsspec storage options for a URL ``out_dir`` (s3: endpoint, keys).
+        pairing: ``"instance"`` or ``"class"``: how the fields of a sample are paired, recorded as
+            ``extra.pairing`` (:data:`PAIRING_TEXT`), which cross-view retrieval reads to choose instance- or
+            class-level metrics. None records nothing (retrieval then assumes instance pairing).
 
     Returns:
         The manifest (also in ``out_dir/manifest.json``).
@@ -273,6 +288,13 @@ def write_dataset(
         (1, 1)
     """
     modalities = _check_arguments(splits, maxcount, maxsize, modalities)
+    extra = dict(extra or {})
+    if pairing is not None:
+        if pairing not in PAIRING_TEXT:
+            raise ValueError(f"pairing is {pairing!r}; expected one of {sorted(PAIRING_TEXT)} or None")
+        if "pairing" in extra:
+            raise ValueError(f"pairing={pairing!r} and extra['pairing']={extra['pairing']!r}; give one of them")
+        extra["pairing"] = PAIRING_TEXT[pairing]
     infos: dict[str, dict[str, Any]] = {}
     if is_local(str(out_dir)):
         root = Path(out_dir)
@@ -301,7 +323,7 @@ def write_dataset(
         "fields": {field: _field_entry(field, info, modalities) for field, info in sorted(infos.items())},
         "splits": split_entries,
         "keys_sanitised": sum(e.pop("keys_sanitised") for e in split_entries.values()),
-        "extra": dict(extra or {}),
+        "extra": extra,
     }
     write_manifest(root, manifest, io_options)
     if isinstance(root, Path):

@@ -41,6 +41,7 @@ _EXPORTS = {
     "Evaluation": "base",
     "EvalContext": "base",
     "OptionError": "base",
+    "EvalInputError": "base",
     "register_evaluation": "base",
     "get_evaluation": "base",
     "run_evaluation": "base",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,7 @@ from multiview.core.evaluations import EVALUATIONS
 from multiview.eval.bundle import EvalBundle
 
 SamplesFn = Callable[[str], Iterable[dict]]
+log = logging.getLogger(__name__)
 
 
 class OptionError(ValueError):
@@ -45,6 +47,11 @@ class OptionError(ValueError):
     def __init__(self, key: str, message: str):
         self.key, self.message = key, message
         super().__init__(f"{key}: {message}")
+
+
+class EvalInputError(ValueError):
+    """The evaluation cannot run on this input as asked (a split missing, fitting on the scored split); raised
+    before any embedding, the message names the flag that fixes it. The CLI prints it without a traceback."""
 
 
 @dataclass
@@ -64,13 +71,18 @@ class EvalContext:
         checkpoint: a checkpoint folder (or None: the raw baseline, or ``bundle`` given directly).
         bundle: encoders and transforms already loaded (tests, the trainer); loaded from ``checkpoint`` otherwise.
         split, train_split: the split evaluated, and the one baselines / probes are fitted on.
+        allow_same_split: let ``train_split == split`` (or two names that resolve to the same shards) fit what it
+            then scores; refused otherwise, and such results are marked in the report (optimistic numbers).
         baseline: ``"raw"`` evaluates raw inputs instead of a checkpoint; ``compare_baseline`` adds the raw
-            baseline next to a checkpoint's results.
+            baseline next to a checkpoint's results: ``None`` (default) adds it when the source has
+            ``train_split`` to fit it on and otherwise leaves it out with a warning and a note in the report;
+            ``True`` insists (a missing ``train_split`` is an error); ``False`` leaves it out.
         label_field, batch_size, device: which field holds labels; encoder batch size and device.
         out_dir, plots, map_method, command: where the report goes, whether to draw PNGs, the 2-D map method,
             the command recorded in the report.
         samples_fn: ``split -> iterable of decoded samples`` (default: ``multiview.data.iter_samples(data, split)``).
         rename: ``{name: field in the shards}`` (default: the checkpoint recipe's ``data.rename``).
+        notes: what the report should say about how the numbers were obtained (filled by :meth:`check_splits`).
     """
 
     data: Any = None
@@ -78,8 +90,9 @@ class EvalContext:
     bundle: EvalBundle | None = None
     split: str = "test"
     train_split: str = "train"
+    allow_same_split: bool = False
     baseline: str | None = None
-    compare_baseline: bool = True
+    compare_baseline: bool | None = None
     label_field: str | None = "label"
     batch_size: int = 256
     device: str = "cpu"
@@ -89,6 +102,8 @@ class EvalContext:
     command: Sequence[str] | str = ""
     samples_fn: SamplesFn | None = None
     rename: dict[str, str] | None = None
+    notes: list[str] = field(default_factory=list)
+    _same_shards: bool = field(default=False, init=False, repr=False)
 
     def samples(self, split: str) -> Iterable[dict]:
         """The decoded samples of ``split``, in stored order, fields renamed as the checkpoint's recipe says."""
@@ -125,7 +140,106 @@ class EvalContext:
             raise ValueError("give a checkpoint (CKPT) or --baseline raw; got neither")
         if has_model and self.baseline == "raw":
             raise ValueError("--baseline raw evaluates raw inputs without a checkpoint; drop CKPT or drop --baseline")
-        return Methods(learned=has_model, baseline=self.baseline == "raw" or self.compare_baseline)
+        return Methods(learned=has_model, baseline=self.baseline == "raw" or self.compare_baseline is not False)
+
+    @property
+    def same_split(self) -> bool:
+        """Whether what is fitted on ``train_split`` is scored on it too (after :meth:`check_splits`, which also
+        catches two names resolving to the same shards)."""
+        return self.train_split == self.split or self._same_shards
+
+    def check_splits(self, fitted: str, learned_fits: bool) -> Methods:
+        """Check the splits before any embedding; returns the methods that will run.
+
+        Args:
+            fitted: what is fitted on ``train_split``, for messages ("the CCA baseline", "the linear probes").
+            learned_fits: the learned method fits on ``train_split`` too (probes); otherwise only the baseline
+                does (retrieval's CCA).
+
+        ``split`` must exist (EvalInputError naming ``--split``). When anything is fitted: ``train_split`` must
+        exist (EvalInputError naming ``--train-split``) -- except for the comparison baseline next to a checkpoint
+        that nobody asked for explicitly (``compare_baseline=None``), which is left out with a warning and a note;
+        and ``train_split`` must not be the scored split (EvalInputError naming ``--allow-same-split``) unless
+        ``allow_same_split``, when a note says so.
+        """
+        methods = self.methods
+        problem = self._split_problem(self.split)
+        if problem:
+            raise EvalInputError(f"cannot evaluate split {self.split!r}: {problem}; pass --split SPLIT")
+        if not ((learned_fits and methods.learned) or methods.baseline):
+            return methods
+        problem = self._split_problem(self.train_split)
+        if problem:
+            if methods.learned and not learned_fits and self.compare_baseline is None:
+                note = (
+                    f"{fitted} is left out: it is fitted on split {self.train_split!r}, and {problem}. Pass "
+                    "--train-split SPLIT to compare with it, or --no-baseline to say you do not want it"
+                )
+                log.warning("%s", note)
+                self.notes.append(note)
+                self.methods = Methods(learned=True, baseline=False)
+                return self.methods
+            raise EvalInputError(
+                f"{fitted} is fitted on split {self.train_split!r}, and {problem}; pass --train-split SPLIT "
+                f"naming a split to fit on{self._alone_hint(learned_fits)}"
+            )
+        same_names = self.train_split == self.split
+        self._same_shards = not same_names and self._resolve_to_same_shards()
+        if self.same_split:
+            what = (
+                f"split {self.split!r}"
+                if same_names
+                else (f"splits {self.train_split!r} and {self.split!r}, which resolve to the same shards")
+            )
+            if not self.allow_same_split:
+                raise EvalInputError(
+                    f"{fitted} would be fitted and scored on the same data ({what}): the numbers would be "
+                    f"optimistic. Pass --train-split with another split{self._alone_hint(learned_fits)}, or "
+                    "--allow-same-split to do it anyway (the report marks such results)"
+                )
+            note = f"{fitted} is fitted and scored on the same data ({what}; --allow-same-split): optimistic"
+            log.warning("%s", note)
+            self.notes.append(note)
+        return methods
+
+    def _alone_hint(self, learned_fits: bool) -> str:
+        """The other way out when only the comparison baseline needs ``train_split``."""
+        return (
+            " (or --no-baseline to evaluate the checkpoint alone)" if self.methods.learned and not learned_fits else ""
+        )
+
+    def _split_problem(self, split: str) -> str | None:
+        """Why ``split`` cannot be read from ``data`` (None: it can, or this context reads ``samples_fn``)."""
+        if not self._checks_source():
+            return None
+        from multiview.data.location import SourceError, resolve
+        from multiview.data.manifest import ManifestError
+
+        try:
+            source = resolve(self.data, split)
+        except (SourceError, ManifestError) as err:
+            return f"the source has no such split ({err})"
+        if not source.urls:
+            return f"the source has no shards for split {split!r}"
+        return None
+
+    def _resolve_to_same_shards(self) -> bool:
+        """Whether ``train_split`` and ``split`` name the same shards (foreign shards without split names)."""
+        if not self._checks_source():
+            return False
+        from multiview.data.location import resolve
+
+        return resolve(self.data, self.train_split).urls == resolve(self.data, self.split).urls
+
+    def _checks_source(self) -> bool:
+        """Splits are checked on ``data`` unless samples come from ``samples_fn`` or ``data`` holds no shards."""
+        if self.samples_fn is not None or self.data is None:
+            return False
+        from multiview.data.remote import is_local
+
+        folder = Path(self.data) if isinstance(self.data, str | Path) and is_local(str(self.data)) else None
+        return not (folder and folder.is_dir() and not (folder / "manifest.json").is_file()
+                    and not any(folder.glob("*.tar")) and not any(folder.glob("*/*.tar")))  # fmt: skip
 
     def encoders(self) -> EvalBundle | None:
         """The bundle (loaded from the checkpoint once) when the learned method runs, else None."""
@@ -203,7 +317,7 @@ def run_evaluation(name: str, checkpoint: str | None = None, **kwargs: Any) -> d
         ... # doctest: +SKIP
     """
     evaluation = get_evaluation(name)
-    context_names = {f.name for f in dataclasses.fields(EvalContext)}
+    context_names = {f.name for f in dataclasses.fields(EvalContext) if f.init}
     ctx = EvalContext(checkpoint=checkpoint, **{k: v for k, v in kwargs.items() if k in context_names})
     options = evaluation.options(**{k: v for k, v in kwargs.items() if k not in context_names})
     return evaluation.run(ctx, options)

@@ -56,6 +56,11 @@ def _common(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     p.add_argument("--train-split", default="train", help="split to fit baselines / probes on (default: train)")
     p.add_argument(
+        "--allow-same-split",
+        action="store_true",
+        help="let --train-split be the split evaluated (refused otherwise: optimistic numbers; the report marks them)",
+    )
+    p.add_argument(
         "--baseline",
         choices=["raw"],
         default=None,
@@ -64,7 +69,8 @@ def _common(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument(
         "--no-baseline",
         action="store_true",
-        help="with CKPT: skip the raw baseline that the report otherwise shows next to it",
+        help="with CKPT: skip the raw baseline that the report otherwise shows next to it (it is also left out, "
+        "with a warning, when the source has no --train-split to fit it on)",
     )
     p.add_argument("--label-field", default="label", help="field holding the class label (default: label)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per encoder call (default: 256)")
@@ -116,8 +122,9 @@ def _context(args, task: str):
         checkpoint=args.checkpoint,
         split=args.split,
         train_split=args.train_split,
+        allow_same_split=args.allow_same_split,
         baseline=args.baseline,
-        compare_baseline=not args.no_baseline,
+        compare_baseline=False if args.no_baseline else None,  # None: next to a checkpoint when it can be fitted
         label_field=args.label_field,
         batch_size=args.batch_size,
         device=args.device,
@@ -175,12 +182,18 @@ def _finish(report: dict, task: str, out_dir: str) -> int:
 
 def _run(args) -> int:
     """Run the evaluation named by the sub-command with the parsed context and options."""
-    from multiview.eval.base import get_evaluation
+    import sys
+
+    from multiview.eval.base import EvalInputError, get_evaluation
 
     task = args.eval_command
     evaluation = get_evaluation(task)
     ctx = _context(args, task)
-    report = evaluation.run(ctx, evaluation.options_from_args(args))
+    try:
+        report = evaluation.run(ctx, evaluation.options_from_args(args))
+    except EvalInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return _finish(report, task, str(ctx.out_dir))
 
 

@@ -1,4 +1,5 @@
-"""Figures of an evaluation: recall@k curves, a retrieval grid with thumbnails, a 2-D map of an embedding.
+"""Figures of an evaluation: recall@k curves, a retrieval grid with thumbnails, a 2-D map of an embedding; and
+the training curves of a run (loss, MI estimates faceted by view against the InfoNCE ceiling).
 
 Uses matplotlib's object API (``Figure``, no pyplot), so it needs no display and no global backend switch.
 
@@ -178,6 +179,105 @@ def plot_embedding_map(
     ax.set_xticks([])
     ax.set_yticks([])
     return _save(fig, path)
+
+
+def mi_directions(keys: Sequence[str], views: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+    """``{anchor view: {partner view: metric key}}`` of directed pair estimates ``"<objective>/mi_<a>_<b>"``.
+
+    ``views`` (the objective's view names) splits names that hold underscores themselves; without it a key
+    splits at its one underscore. Keys that do not split into two views (AMDIM's ``mi_1t5``) are left out.
+    """
+    names = set(views or ())
+    out: dict[str, dict[str, str]] = {}
+    for key in keys:
+        rest = key.rpartition("/mi_")[2] if "/mi_" in key else key.removeprefix("mi_")
+        cuts = [i for i, c in enumerate(rest) if c == "_"]
+        found = [(rest[:i], rest[i + 1 :]) for i in cuts if {rest[:i], rest[i + 1 :]} <= names] if names else []
+        if not found and not names and len(cuts) == 1:
+            found = [(rest[: cuts[0]], rest[cuts[0] + 1 :])]
+        if len(found) == 1:
+            a, b = found[0]
+            out.setdefault(a, {})[b] = key
+    return out
+
+
+def plot_training_curves(
+    records: Sequence[dict],
+    path: str | Path,
+    mi_ceiling: float | None = None,
+    views: Sequence[str] | None = None,
+    ceiling_label: str = "InfoNCE ceiling",
+) -> Path:
+    """:func:`training_curves_figure` saved as a PNG at ``path``."""
+    return _save(training_curves_figure(records, mi_ceiling, views, ceiling_label), path)
+
+
+def training_curves_figure(
+    records: Sequence[dict],
+    mi_ceiling: float | None = None,
+    views: Sequence[str] | None = None,
+    ceiling_label: str = "InfoNCE ceiling",
+) -> Figure:
+    """The training loss and the MI estimates of a ``metrics.jsonl`` (its records, in step order).
+
+    Pairwise estimates (``<objective>/mi_<a>_<b>``, one per direction; CMC logs 30 for six views) are faceted:
+    one panel per anchor view a, one line per partner b, each partner in the same colour in every panel, so both
+    directions of a pair show (a->b in panel a, b->a in panel b) and no panel holds more than the views. Other MI
+    keys share one panel. ``mi_ceiling`` (log of the negatives + 1, log(batch) for in-batch InfoNCE) is drawn in
+    every MI panel: an InfoNCE estimate cannot exceed it, so lines that reach it say the batch is too small to
+    measure more.
+    """
+    if not records:
+        raise ValueError("no metric records to plot; expected the rows of a metrics.jsonl")
+    steps = [r["step"] for r in records]
+    mi_keys = list(dict.fromkeys(k for r in records for k in r if k.rpartition("/")[2].startswith("mi_")))
+    by_view = mi_directions(mi_keys, views)
+    order = list(views or ()) + [v for a, lines in by_view.items() for v in (a, *lines) if v not in (views or ())]
+    order = list(dict.fromkeys(order))  # the views' order, then any others as first seen
+    panels = [(f"from {a}", dict(sorted(by_view[a].items(), key=lambda kv: order.index(kv[0])))) for a in order
+              if a in by_view]  # fmt: skip
+    paired = {key for lines in by_view.values() for key in lines.values()}
+    others = {k.rpartition("/")[2].removeprefix("mi_"): k for k in mi_keys if k not in paired}
+    if others:
+        panels.append(("other estimates", others))
+    colours = {v: f"C{i % 10}" for i, v in enumerate(order)}
+    partners = [v for v in order if any(v in lines for lines in by_view.values())]
+    cells = 1 + len(panels) + (1 if by_view else 0)  # the loss, the MI panels, a cell for the shared legend
+    ncols = min(4, cells)
+    nrows = -(-cells // ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows))
+    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(cells)]
+    axes[0].plot(steps, [r["loss"] for r in records], color="k", lw=1)
+    axes[0].set_title("training loss", fontsize=9)
+    axes[0].set_xlabel("step", fontsize=8)
+    axes[0].tick_params(labelsize=7)
+    values = [r[k] for r in records for _, lines in panels for k in lines.values() if r.get(k) is not None]
+    top = max([*values, mi_ceiling or 0.0, 1e-3]) * 1.08
+    bottom = min([*values, 0.0])
+    for ax, (title, lines) in zip(axes[1:], panels):
+        for name, key in lines.items():
+            ax.plot(steps, [r.get(key, np.nan) for r in records], lw=1, label=name, color=colours.get(name))
+        if mi_ceiling is not None:
+            ax.axhline(mi_ceiling, color="0.4", ls="--", lw=1)
+        ax.set_ylim(bottom, top)
+        ax.set_title(f"MI estimate (nats), {title}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        if title == "other estimates" or not by_view:
+            ax.legend(fontsize=7)
+    if by_view:
+        legend_ax = axes[-1]
+        legend_ax.axis("off")
+        handles = [legend_ax.plot([], [], color=colours[b], lw=1.5, label=b)[0] for b in partners]
+        if mi_ceiling is not None:
+            handles.append(legend_ax.plot([], [], color="0.4", ls="--", lw=1,
+                                          label=f"{ceiling_label} {mi_ceiling:.2f}")[0])  # fmt: skip
+        legend_ax.legend(handles=handles, title="partner view", loc="center", fontsize=8, title_fontsize=8)
+    elif mi_ceiling is not None and len(axes) > 1:
+        axes[1].text(0.01, mi_ceiling, f" {ceiling_label} {mi_ceiling:.2f}", fontsize=7, va="bottom",
+                     transform=axes[1].get_yaxis_transform())  # fmt: skip
+    return fig
 
 
 def _save(fig: Figure, path: str | Path) -> Path:

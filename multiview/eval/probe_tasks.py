@@ -21,7 +21,7 @@ from multiview.eval.base import EvalContext, Evaluation, OptionError, option_fie
 from multiview.eval.bundle import MAPS7_GRID, parse_grid
 from multiview.eval.embed import Embedded
 from multiview.eval.probes import DEFAULT_WEIGHT_DECAYS, Standardizer, knn_probe, linear_probe
-from multiview.eval.report import build_report, probe_rows
+from multiview.eval.report import build_report, mark_same_split, probe_rows
 from multiview.eval.tasks import embed_learned, embed_raw, manifest_view_fields, slug, write_report
 
 Probe = Callable[[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray, str], dict]
@@ -60,6 +60,7 @@ class ProbeEvaluation(Evaluation):
         return {}
 
     def run(self, ctx: EvalContext, options) -> dict:
+        ctx.check_splits(f"the {self.name} probe", learned_fits=True)  # before any embedding
         bundle = ctx.encoders()
         maps7 = options.features == "maps7"
         features, grid = ("trunk_maps", MAPS7_GRID) if maps7 else (options.features, options.grid)
@@ -88,8 +89,13 @@ class ProbeEvaluation(Evaluation):
             "features": options.features,
             **({"grid": grid} if features in ("maps", "trunk_maps") else {}),
             **self.settings(options),
+            **({"fitted_on_scored_split": list(results)} if ctx.same_split else {}),
+            **({"notes": list(ctx.notes)} if ctx.notes else {}),
         }
-        report = build_report(self.name, results, rows=probe_rows(self.name, results), checkpoint=ctx.checkpoint,
+        rows = probe_rows(self.name, results)
+        if ctx.same_split:
+            mark_same_split(rows, results)  # every probe, learned or raw, is fitted on train_split
+        report = build_report(self.name, results, rows=rows, checkpoint=ctx.checkpoint,
                               data=str(ctx.data), split=ctx.split, command=ctx.command, settings=settings,
                               figures=figures, recipe=bundle.recipe if bundle is not None else None)  # fmt: skip
         write_report(report, out_dir, self.name)

@@ -4,6 +4,9 @@ The JSON (schema ``multiview.eval/1``) has, besides nested ``results``, a flat `
 ``{"task", "method", "subject", "level", "metric", "value"}``, e.g. ``("retrieval", "learned", "pix->fac",
 "instance", "R@1", 0.95)`` or ``("linear", "raw", "fused", "test", "top1", 0.98)``. :func:`markdown_table`
 pivots the rows of several JSON files into one table (methods as columns), for the README.
+
+A row whose method was fitted on the split it is scored on (``--allow-same-split``) carries
+``"fitted_on_scored_split": true``; tables show its value with a ``*`` and a footnote.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 
 SCHEMA = "multiview.eval/1"
 LEARNED = "learned"
+SAME_SPLIT_FLAG = "fitted_on_scored_split"
+SAME_SPLIT_FOOTNOTE = "Values marked * were fitted on the split they are scored on (--allow-same-split): optimistic."
 
 
 def retrieval_rows(results: dict) -> list[dict]:
@@ -38,6 +43,15 @@ def probe_rows(task: str, results: dict) -> list[dict]:
         for method, subjects in results.items()
         for subject, res in subjects.items()
     ]
+
+
+def mark_same_split(rows: list[dict], methods: Iterable[str]) -> list[dict]:
+    """Flag the rows of ``methods`` (fitted on the split they are scored on); returns ``rows``."""
+    methods = set(methods)
+    for row in rows:
+        if row["method"] in methods:
+            row[SAME_SPLIT_FLAG] = True
+    return rows
 
 
 def _row(task: str, method: str, subject: str, level: str, metric: str, value: float) -> dict:
@@ -110,7 +124,7 @@ def pivot(rows: Iterable[dict], extra_keys: Sequence[str] = ()) -> tuple[list[st
     keys: list[tuple] = []
     values: dict = {}
     for r in rows:
-        key = tuple(r.get(k, "") for k in extra_keys) + (r["task"], r["subject"], r["level"], r["metric"])
+        key = _row_key(r, extra_keys)
         if key not in values and key not in keys:
             keys.append(key)
         if r["method"] not in methods:
@@ -120,19 +134,30 @@ def pivot(rows: Iterable[dict], extra_keys: Sequence[str] = ()) -> tuple[list[st
     return methods, keys, values
 
 
+def _row_key(row: dict, extra_keys: Sequence[str]) -> tuple:
+    return tuple(row.get(k, "") for k in extra_keys) + (row["task"], row["subject"], row["level"], row["metric"])
+
+
 def markdown_table(rows: Iterable[dict], extra_keys: Sequence[str] = ()) -> str:
     """A Markdown table: one line per (task, subject, level, metric), one column per method, plus
-    ``learned - <baseline>`` columns when the learned method is present."""
+    ``learned - <baseline>`` columns when the learned method is present. Values fitted on the split they are
+    scored on are marked ``*``, with a footnote under the table."""
+    rows = list(rows)
     methods, keys, values = pivot(rows, extra_keys)
+    flagged = {(_row_key(r, extra_keys), r["method"]) for r in rows if r.get(SAME_SPLIT_FLAG)}
     baselines = [m for m in methods if m != LEARNED] if LEARNED in methods else []
     head = [*extra_keys, "task", "subject", "level", "metric", *methods, *(f"{LEARNED} - {b}" for b in baselines)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in keys:
-        cells = [_fmt(values.get((key, m))) for m in methods]
+        mark = {m: "*" if (key, m) in flagged else "" for m in methods}
+        cells = [_fmt(values.get((key, m))) + mark[m] for m in methods]
         for b in baselines:
             a, c = values.get((key, LEARNED)), values.get((key, b))
-            cells.append(_fmt(None if a is None or c is None else a - c, signed=True))
+            delta = None if a is None or c is None else a - c
+            cells.append(_fmt(delta, signed=True) + ("*" if delta is not None and (mark[LEARNED] or mark[b]) else ""))
         lines.append("| " + " | ".join([*map(str, key), *cells]) + " |")
+    if flagged:
+        lines += ["", SAME_SPLIT_FOOTNOTE]
     return "\n".join(lines)
 
 
@@ -164,7 +189,10 @@ def write_markdown(report: dict, path: str | Path) -> Path:
         f"- command: `{report['command']}`",
         f"- created: {report['created']} (multiview {report['multiview_version']})",
     ]
-    lines += [f"- {k}: `{v}`" for k, v in report["settings"].items()]
+    settings = dict(report["settings"])
+    notes = settings.pop("notes", [])
+    lines += [f"- {k}: `{v}`" for k, v in settings.items()]
+    lines += [f"- **note**: {note}" for note in notes]
     lines += ["", "## Metrics", "", markdown_table(report["rows"]), ""]
     if report["task"] == "retrieval":
         lines += [

@@ -14,7 +14,7 @@ import torch
 
 from multiview.eval.base import EvalContext, Evaluation, OptionError, option_field, register_evaluation
 from multiview.eval.baselines import CCARetrieval
-from multiview.eval.report import build_report, retrieval_rows
+from multiview.eval.report import build_report, mark_same_split, retrieval_rows
 from multiview.eval.retrieval import class_metrics, hit_grades, instance_metrics, top_k
 from multiview.eval.tasks import embed_learned, embed_raw, manifest_view_fields, resolve_paired, slug, write_report
 
@@ -57,7 +57,7 @@ class Retrieval(Evaluation):
     def run(self, ctx: EvalContext, options) -> dict:
         """Both directions for one pair of fields (or all pairs); the report is also written to
         ``<out>/retrieval.json`` and ``retrieval.md``."""
-        methods = ctx.methods
+        methods = ctx.check_splits("the CCA baseline", learned_fits=False)  # before any embedding
         bundle = ctx.encoders()
         fields = options.fields
         if options.all_pairs and not fields:
@@ -84,13 +84,18 @@ class Retrieval(Evaluation):
             "ks": list(ks),
             "train_split": ctx.train_split,
             "baseline": "cca" if methods.baseline else None,
+            **({"fitted_on_scored_split": ["cca"]} if methods.baseline and ctx.same_split else {}),
             "pair_heads": [f"{a}<->{b}" for a, b in pairs if bundle is not None and bundle.has_pair_heads(a, b)],
             "cca_components": options.cca_components,
             "n_test": n,
             "similarity": "cosine",
             "ties": "against the query",
+            **({"notes": list(ctx.notes)} if ctx.notes else {}),
         }
-        report = build_report("retrieval", results, rows=retrieval_rows(results), checkpoint=ctx.checkpoint,
+        rows = retrieval_rows(results)
+        if methods.baseline and ctx.same_split:
+            mark_same_split(rows, ["cca"])  # the learned embeddings are not fitted here; the CCA is
+        report = build_report("retrieval", results, rows=rows, checkpoint=ctx.checkpoint,
                               data=str(ctx.data), split=ctx.split, command=ctx.command, settings=settings,
                               figures=figures, recipe=bundle.recipe if bundle is not None else None)  # fmt: skip
         write_report(report, out_dir, "retrieval")

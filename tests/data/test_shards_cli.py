@@ -177,3 +177,42 @@ def test_package_exports_match_and_load_lazily():
     assert sorted(data.__all__) == sorted(data._EXPORTS) and all(getattr(data, name) for name in data.__all__)
     code = "import sys, multiview.data.cli; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_write_records_the_splits_written_and_the_pairing(tmp_path, capsys):
+    """builder_args names the splits the rows went to (not the --split default they did not use); --pairing is
+    recorded as the text retrieval reads from extra.pairing; without it, nothing is recorded."""
+    from multiview.data.writer import PAIRING_TEXT
+
+    np.save(tmp_path / "x.npy", np.zeros(3, np.float32))
+    table = tmp_path / "t.csv"
+    table.write_text("key,split,x.npy\na,test,x.npy\nb,test,x.npy\n")
+    assert main(["shards", "write", str(tmp_path / "t"), "--from-csv", str(table), "--pairing", "instance"]) == 0
+    manifest = load_manifest(tmp_path / "t")
+    assert manifest["builder_args"] == {"from_table": str(table), "splits": ["test"], "pairing": "instance"}
+    assert manifest["extra"]["pairing"] == PAIRING_TEXT["instance"]
+
+    table.write_text("key,split,x.npy\na,test,x.npy\nb,,x.npy\n")  # b takes the default split
+    assert main(["shards", "write", str(tmp_path / "u"), "--from-csv", str(table), "--split", "dev"]) == 0
+    manifest = load_manifest(tmp_path / "u")
+    assert manifest["builder_args"] == {"from_table": str(table), "splits": ["test", "dev"], "default_split": "dev"}
+    assert "pairing" not in manifest["extra"]
+
+    make_tree(tmp_path / "src" / "val", n=2)
+    assert main(["shards", "write", str(tmp_path / "v"), "--from-folder", str(tmp_path / "src"), "--split-dirs"]) == 0
+    assert load_manifest(tmp_path / "v")["builder_args"]["splits"] == ["val"]
+    assert "default_split" not in load_manifest(tmp_path / "v")["builder_args"]
+
+    with pytest.raises(SystemExit):
+        main(["shards", "write", str(tmp_path / "w"), "--from-csv", str(table), "--pairing", "shuffled"])
+    assert "invalid choice: 'shuffled'" in capsys.readouterr().err
+
+
+def test_write_dataset_pairing_argument_is_checked(tmp_path):
+    from multiview.data import write_dataset
+
+    sample = {"__key__": "a", "x.npy": np.zeros(2)}
+    with pytest.raises(ValueError, match=r"pairing is 'rows'; expected one of \['class', 'instance'\] or None"):
+        write_dataset(tmp_path, {"train": [sample]}, pairing="rows")
+    with pytest.raises(ValueError, match="give one of them"):
+        write_dataset(tmp_path, {"train": [sample]}, pairing="class", extra={"pairing": "instance"})

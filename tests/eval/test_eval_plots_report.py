@@ -11,10 +11,13 @@ from matplotlib.image import imread
 
 from multiview.eval.plots import (
     embedding_map,
+    mi_directions,
     plot_embedding_map,
     plot_recall_curves,
     plot_retrieval_grid,
+    plot_training_curves,
     recall_curve,
+    training_curves_figure,
 )
 from multiview.eval.report import (
     build_report,
@@ -154,3 +157,60 @@ def test_tabulate_reports_and_schema_check(tmp_path):
         load_report(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="task must be"):
         build_report("segmentation", {}, checkpoint=None, data="d", split="s", command="c")
+
+
+# ------------------------------------------------------------------------------------------- training curves
+
+
+def _records(views, steps=5, extra=None):
+    """metrics.jsonl rows of a CMC run over ``views``: one estimate per direction, rising to 2 nats."""
+    rows = []
+    for step in range(1, steps + 1):
+        row = {"step": step, "loss": 10.0 / step}
+        for i, a in enumerate(views):
+            for j, b in enumerate(views):
+                if a != b:
+                    row[f"cmc/mi_{a}_{b}"] = 2.0 * step / steps - 0.01 * (i + j)
+        rows.append({**row, **(extra or {})})
+    return rows
+
+
+def test_mi_directions_split_keys_by_view_names():
+    keys = ["cmc/mi_cam_0_cam_1", "cmc/mi_cam_1_cam_0", "amdim/mi_1t5", "cmc/temperature"]
+    assert mi_directions(keys, ["cam_0", "cam_1"]) == {"cam_0": {"cam_1": keys[0]}, "cam_1": {"cam_0": keys[1]}}
+    assert mi_directions(["cmc/mi_pix_fac", "x/mi_1t5"]) == {"pix": {"fac": "cmc/mi_pix_fac"}}
+    assert mi_directions(["cmc/mi_cam_0_cam_1"]) == {}  # ambiguous without the view names
+
+
+def test_training_curves_facet_by_view_and_draw_the_infonce_ceiling(tmp_path):
+    """Six views: 30 directed estimates, drawn as one panel per view of five partner lines (not one panel of 30),
+    each with the ceiling log(batch); one shared legend of the six views and the ceiling."""
+    import math
+
+    views = ["pix", "fac", "fou", "kar", "zer", "mor"]
+    fig = training_curves_figure(_records(views), mi_ceiling=math.log(250), views=views)
+    axes = fig.axes
+    mi_axes = [ax for ax in axes if ax.get_title().startswith("MI estimate")]
+    assert [ax.get_title().rpartition("from ")[2] for ax in mi_axes] == views
+    for ax in mi_axes:
+        curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+        assert len(curves) == 5
+        (ceiling,) = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert ceiling.get_ydata()[0] == pytest.approx(math.log(250))
+        assert ax.get_ylim()[1] > math.log(250)
+    colour = {ax.get_title(): {ln.get_label(): ln.get_color() for ln in ax.get_lines()} for ax in mi_axes}
+    assert colour["MI estimate (nats), from pix"]["kar"] == colour["MI estimate (nats), from fac"]["kar"]
+    legend = [ax.get_legend() for ax in axes if ax.get_legend() is not None]
+    labels = [t.get_text() for t in legend[0].get_texts()]
+    assert len(legend) == 1 and labels[:6] == views and labels[6] == "InfoNCE ceiling 5.52"
+    assert_png(plot_training_curves(_records(views), tmp_path / "curves.png", mi_ceiling=math.log(250), views=views))
+
+
+def test_training_curves_keep_estimates_that_are_not_pairs(tmp_path):
+    records = [{"step": s, "loss": 1.0 / s, "amdim/mi_1t5": 0.1 * s, "amdim/mi_5t5": 0.2 * s} for s in (1, 2, 3)]
+    fig = training_curves_figure(records)
+    (mi_ax,) = [ax for ax in fig.axes if ax.get_title().startswith("MI estimate")]
+    assert sorted(line.get_label() for line in mi_ax.get_lines()) == ["1t5", "5t5"]
+    assert_png(plot_training_curves(records[:1] * 2, tmp_path / "c.png"))
+    with pytest.raises(ValueError, match="no metric records"):
+        training_curves_figure([])

@@ -38,3 +38,15 @@ def test_quickstart_end_to_end_small(tmp_path):
     assert all(0.0 <= r["value"] <= 1.0 for r in learned)
     assert (out / "shards" / "mfeat" / "manifest.json").is_file()
     assert sorted(p.name for p in (out / "runs" / "cmc_mfeat" / "checkpoints").iterdir()) == ["step_000006"]
+
+
+def test_infonce_ceiling_is_log_of_the_batch_of_one_step():
+    import math
+
+    from multiview.quickstart import infonce_ceiling
+    from multiview.train.recipe import load_recipe
+
+    ceiling, views = infonce_ceiling(load_recipe("cmc_mfeat"))
+    assert ceiling == math.log(250) and views == ["pix", "fac", "fou", "kar", "zer", "mor"]
+    assert infonce_ceiling(load_recipe("cmc_mfeat", ["train.grad_accum=2"]))[0] == math.log(125)
+    assert infonce_ceiling(load_recipe("tiny_dim")) == (None, None)  # JSD: no such ceiling
