@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import logging
 import shlex
 
 COMMAND = "eval"  # the top-level command this module adds
@@ -184,8 +185,10 @@ def _run(args) -> int:
     """Run the evaluation named by the sub-command with the parsed context and options."""
     import sys
 
+    from multiview.core.threads import configure_threads
     from multiview.eval.base import EvalInputError, get_evaluation
 
+    logging.getLogger("multiview.eval").info(configure_threads().line())  # no loader workers: every usable CPU
     task = args.eval_command
     evaluation = get_evaluation(task)
     ctx = _context(args, task)

@@ -3,6 +3,7 @@ the final checkpoint."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from multiview.core.dist import rank_and_world
@@ -31,7 +32,11 @@ def run_recipe_eval(recipe: Recipe, checkpoint: Path, out_root: Path | None = No
     """Every ``eval:`` entry of ``recipe`` on ``checkpoint``; only the main process evaluates."""
     if rank_and_world()[0] != 0 or not recipe.eval:
         return []
+    from multiview.core.threads import configure_threads
     from multiview.eval.load import load_for_eval
+
+    # the evaluation runs no loader workers: the threads the trainer left to them go back to torch
+    logging.getLogger("multiview.eval").info(configure_threads(recipe.train.threads).line())
 
     bundle = load_for_eval(checkpoint)
     out_root = out_root or Path(checkpoint).parents[1] / "eval"

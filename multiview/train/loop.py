@@ -6,6 +6,7 @@ rank and worker itself (the WebDataset loader is never ``prepare()``-d, see docs
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Iterator, Mapping
@@ -18,6 +19,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from multiview.core.threads import configure_threads, local_processes
 from multiview.train.build import build_model, build_views
 from multiview.train.checkpoint import (
     CheckpointManager,
@@ -30,6 +32,8 @@ from multiview.train.optim import build_optimizer, build_scheduler
 from multiview.train.recipe import Recipe, dump_recipe
 from multiview.train.sync_bn import convert_global_batchnorm
 from multiview.train.worker_signals import quiet_workers
+
+log = logging.getLogger("multiview.train")
 
 
 class TrainingDiverged(RuntimeError):
@@ -104,11 +108,16 @@ class Trainer:
     def __init__(self, recipe: Recipe, run_dir: str | Path | None = None):
         self.recipe = recipe
         self.run_dir = Path(run_dir) if run_dir else recipe.run_dir
-        if recipe.train.threads:
-            # More threads than free cores makes OpenMP spin-wait: on a busy 2-core machine we measured a CMC
-            # step 36x slower with 2 threads than with 1. Pin the count when the machine is shared.
-            torch.set_num_threads(recipe.train.threads)
         self.accelerator = make_accelerator(recipe)
+        # torch threads from the CPUs this process may use (affinity, cgroup quota) shared among the local
+        # processes and their loader workers; train.threads, OMP_NUM_THREADS or the user's set_num_threads win
+        self.thread_plan = configure_threads(
+            recipe.train.threads,
+            processes=local_processes(default=self.accelerator.num_processes),
+            workers=recipe.data.num_workers,
+        )
+        if self.accelerator.is_main_process:
+            log.info(self.thread_plan.line())
         set_seed(recipe.train.seed)
         views = build_views(recipe)
         self.view_names = tuple(views.view_names)
