@@ -1,5 +1,6 @@
-"""Where this process stands among the processes of a run: one lookup for the data layer, the objectives and the
-loop (torch.distributed when a process group is up, else the launcher's RANK / WORLD_SIZE, else one process)."""
+"""Where this process stands among the processes of a run, in one place: :func:`rank_and_world` for planning
+(the data layer's split, the main process's jobs: the process group, else the launcher's RANK / WORLD_SIZE, else
+one process) and :func:`group_rank_and_world` for collectives (the process group, else one process)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ import torch.distributed as dist
 def is_distributed() -> bool:
     """True when a process group with more than one process is initialised."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def group_rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised process group; ``(0, 1)`` without one -- what collective code
+    (gathers, offsets into gathered tensors) must use: outside a group every tensor is this process's alone, even
+    under a launcher that set RANK."""
+    if not is_distributed():
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
 
 
 def rank_and_world(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:

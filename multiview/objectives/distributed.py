@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from multiview.core.dist import is_distributed, rank_and_world  # noqa: F401 (re-exported)
+from multiview.core.dist import group_rank_and_world as rank_and_world  # noqa: F401 (re-exported)
+from multiview.core.dist import is_distributed
 
 
 class _GatherWithGrad(torch.autograd.Function):
