@@ -144,16 +144,22 @@ def build_encoders(recipe: Recipe) -> dict:
         if spec.name not in encoder_registry.ENCODERS:
             where = f"encoders.{key}.kind" if recipe_knows(recipe, f"encoders.{key}.kind") else f"encoders.{key}.name"
             raise recipe_error(recipe, where, _unknown(encoder_registry.ENCODERS, spec.name))
-        try:
-            built[key] = encoder_registry.create(spec.name, **spec.args)
-        except Exception as err:  # the encoder's own argument check; timm says RuntimeError for an unknown model
-            reason = _reason(err)
-            raise recipe_error(
-                recipe,
-                _locate(f"encoders.{key}", spec.args, reason),
-                f"cannot build encoder {spec.name!r} with {short_repr(spec.args, 300)}: {reason}",
-            ) from err
+        # the encoder's own argument check; timm says RuntimeError for an unknown model
+        built[key] = _create(recipe, encoder_registry.create, "encoder", spec, f"encoders.{key}")
     return built
+
+
+def _create(recipe: Recipe, create, kind: str, spec, base: str):
+    """``create(spec.name, **spec.args)``; any failure is a RecipeError at the argument it is about."""
+    try:
+        return create(spec.name, **spec.args)
+    except Exception as err:
+        reason = _reason(err)
+        raise recipe_error(
+            recipe,
+            _locate(base, spec.args, reason),
+            f"cannot build {kind} {spec.name!r} with {short_repr(spec.args, 300)}: {reason}",
+        ) from err
 
 
 def objective_names(recipe: Recipe) -> list[str]:
@@ -172,15 +178,7 @@ def build_objectives(recipe: Recipe) -> dict:
     for i, (name, spec) in enumerate(zip(objective_names(recipe), recipe.objectives)):
         if spec.name not in objective_registry.OBJECTIVES:
             raise recipe_error(recipe, f"objectives[{i}].name", _unknown(objective_registry.OBJECTIVES, spec.name))
-        try:
-            built[name] = objective_registry.create(spec.name, **spec.args)
-        except Exception as err:  # the objective's own argument check
-            reason = _reason(err)
-            raise recipe_error(
-                recipe,
-                _locate(f"objectives[{i}]", spec.args, reason),
-                f"cannot build objective {spec.name!r} with {short_repr(spec.args, 300)}: {reason}",
-            ) from err
+        built[name] = _create(recipe, objective_registry.create, "objective", spec, f"objectives[{i}]")
     return built
 
 
