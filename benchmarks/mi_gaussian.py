@@ -4,9 +4,14 @@ d = 20, true MI 2..10 nats, batch 64. Per estimator one critic (concat MLP by de
 with Adam 5e-4 for ``--steps`` steps per MI level, going up the levels as in the paper (``--fresh``: a new critic
 per level); at the end of each level its estimate is read on ``--eval-batches`` fresh batches (mean and std). ``jsd`` trains with the JSD objective and reads MI with NWJ on ``T + 1``; ``mine`` trains with
 the EMA-corrected surrogate and reads the DV value. Next to it: the analytic optimal critic (sanity check 6).
-Timing: the library's vectorised estimators vs. the loop references on the same score matrices.
+Timing: the library's vectorised estimators vs. the loop references (``multiview.objectives.reference``) on the same
+score matrices. The baselines are OUR OWN slow loops, not another implementation: the ratios measure what
+vectorisation buys. The two sides alternate call by call (``--timing-repeats`` rounds, the first side swapping each
+round, one untimed warm-up call of each), each call timed in CPU seconds of the process (run with OMP_NUM_THREADS=1);
+reported: each side's median, the median of the rounds' neighbouring-call ratios and their interquartile range.
 
     python benchmarks/mi_gaussian.py --steps 1500 --out /tmp/mi_gaussian.png
+    python benchmarks/mi_gaussian.py --timing-only          # the timing alone (seconds, no critic trained)
 
 The paper trains 4,000 steps per level; the default here is 1,500 (2 shared CPU cores): pass --steps 4000.
 Last line: JSON ``{"<estimator>": {"<true MI>": {"mean", "std"}}, ..., "_analytic": {...}, "_timing": {...}}``.
@@ -17,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import statistics
 import time
 
 import torch
@@ -70,19 +77,22 @@ def analytic(levels, args, generator) -> dict:
     return out
 
 
-def _time(loss_fn, repeats: int) -> float:
-    """Median milliseconds of one forward + backward of ``loss_fn()`` (the median resists a busy machine)."""
-    loss_fn().backward()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        loss_fn().backward()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1e3
+def _time_alternating(fns: list, repeats: int) -> list[list[float]]:
+    """Milliseconds (CPU time) of one forward + backward of each ``fn()``, ``repeats`` rounds taking turns (the
+    order reversed every other round), after one untimed warm-up call of each."""
+    for fn in fns:
+        fn().backward()
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        for i in range(len(fns)) if r % 2 == 0 else reversed(range(len(fns))):
+            start = time.process_time()
+            fns[i]().backward()
+            times[i].append((time.process_time() - start) * 1e3)
+    return times
 
 
 def timing(args, generator, repeats: int = 200) -> dict:
-    """Forward + backward of each estimator on ``[B, B]`` scores: library vs. loop reference."""
+    """Forward + backward of each estimator on ``[B, B]`` scores: library vs. our loop reference, alternating."""
     loops = {
         "infonce": R.infonce_loop,
         "jsd": R.jsd_loop,
@@ -93,11 +103,15 @@ def timing(args, generator, repeats: int = 200) -> dict:
     for name, loop in loops.items():
         s = torch.randn(args.batch, args.batch, generator=generator).requires_grad_(True)
         fn = E.get_estimator(name)
-        times = [_time(lambda f=fn, t=s: f(t).loss, repeats), _time(lambda f=loop, t=s: f(t), repeats)]
+        ours, base = _time_alternating([lambda f=fn, t=s: f(t).loss, lambda f=loop, t=s: f(t)], repeats)
+        rounds = [b / max(o, 1e-6) for o, b in zip(ours, base)]
+        q = statistics.quantiles(rounds, n=4, method="inclusive")
         out[name] = {
-            "ours_ms": round(times[0], 3),
-            "baseline_ms": round(times[1], 3),
-            "ratio": round(times[1] / times[0], 1),
+            "ours_ms": round(statistics.median(ours), 3),
+            "baseline_ms": round(statistics.median(base), 3),
+            "ratio": round(statistics.median(base) / statistics.median(ours), 1),
+            "ratio_rounds_median": round(statistics.median(rounds), 1),
+            "ratio_rounds_iqr": [round(q[0], 1), round(q[2], 1)],
         }
     return out
 
@@ -128,6 +142,15 @@ def plot(results: dict, reference: dict, levels, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def print_timing(times: dict) -> None:
+    print("timing (CPU ms per forward + backward, alternating; baseline = our own loop reference: vectorisation)")
+    for name, t in times.items():
+        print(
+            f"timing {name:<8} ours {t['ours_ms']:.3f} ms  loop baseline {t['baseline_ms']:.3f} ms  ratio {t['ratio']}x"
+            f"  (rounds: median {t['ratio_rounds_median']}x, IQR {t['ratio_rounds_iqr']})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="training steps per estimator and level (paper: 4000)")
@@ -143,7 +166,18 @@ def main() -> None:
     parser.add_argument("--analytic-batches", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="/tmp/mi_gaussian.png", help="where to save the PNG plot")
+    parser.add_argument("--timing-repeats", type=int, default=200, help="alternating timing rounds per estimator")
+    parser.add_argument("--timing-only", action="store_true", help="only the timing (no critic trained, no plot)")
     args = parser.parse_args()
+    if args.timing_only:
+        generator = torch.Generator().manual_seed(args.seed)
+        print(f"timing only: batch {args.batch}, {args.timing_repeats} alternating rounds, threads "
+              f"{torch.get_num_threads()}, load average {os.getloadavg()}")  # fmt: skip
+        times = timing(args, generator, args.timing_repeats)
+        print_timing(times)
+        print(f"load average at the end: {os.getloadavg()}")
+        print(json.dumps({"_timing": times}))
+        return
     levels = [int(v) if float(v).is_integer() else v for v in args.levels]
     generator = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
@@ -173,11 +207,8 @@ def main() -> None:
             checks.append((f"{name} within 25% of the truth at 2-6 nats (worst {err:.0%})", err <= 0.25))
     for label, ok in checks:
         print(f"check: {label}: {'ok' if ok else 'FAILED'}")
-    times = timing(args, generator)
-    for name, t in times.items():
-        print(
-            f"timing {name:<8} ours {t['ours_ms']:.3f} ms  loop baseline {t['baseline_ms']:.3f} ms  ratio {t['ratio']}x"
-        )
+    times = timing(args, generator, args.timing_repeats)
+    print_timing(times)
     plot(results, reference, levels, args.out)
     print(f"plot: {args.out}")
     print(json.dumps(results | {"_analytic": reference, "_timing": times, "_steps": args.steps}))

@@ -4,19 +4,29 @@ Shapes: B = 256, D = 1024, r7 ``[B, D, 7, 7]``, r5 ``[B, D, 5, 5]`` (AMDIM); DIM
 ``[B, 256, 7, 7]`` map with a 512-unit critic; CMC on two ``[B, 1024]`` views in-batch, and on two ``[B, 128]``
 views (the paper's size) with a memory bank, K = 4096, N = 50,000; CMI on z ``[B, 1024]`` split 512 + 512, 10 values per attribute. "ours" is the library's
 objective; "baseline" the one-anchor-at-a-time loop in ``multiview.objectives.reference`` on the same inputs
-(checked equal here, and in the tests). Peak memory: the growth of the process's peak RSS during one forward +
+(checked equal here, and in the tests). The baseline is OUR OWN slow reference loop, not another library's
+implementation: the ratio measures what vectorisation buys, not an advantage over another implementation.
+
+Timing alternates: ``--repeats`` rounds, each one forward + backward of ours and one of the baseline, in turn (ours
+first in even rounds, the baseline first in odd ones), after one untimed warm-up call of each. On CPU each call is
+timed in CPU seconds of the process (run with OMP_NUM_THREADS=1: then it is the one thread's time, robust to other
+jobs on a shared machine); on CUDA in wall time with synchronisation. Reported: the median of each side, the median
+ratio of the rounds' neighbouring calls and its range [min, max] over rounds (the noise). Peak memory: the growth of the process's peak RSS during one forward +
 backward, each measured in a fresh child process (CPU: VmHWM after a reset via /proc/self/clear_refs), or ``torch.cuda.max_memory_allocated`` on CUDA.
 
     python benchmarks/objectives.py [--batch 256] [--dim 1024] [--repeats 3] [--only amdim cmc]
 
-Last line: JSON ``{"<objective>": {"ours_ms", "baseline_ms", "ratio", "peak_mb", "baseline_peak_mb"}, ...}``.
+Last line: JSON ``{"<objective>": {"ours_ms", "baseline_ms", "ratio", "ratio_rounds_median", "ratio_rounds_range",
+"peak_mb", "baseline_peak_mb"}, ...}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -94,14 +104,26 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_ms(fn, repeats: int, device: str) -> float:
-    fn().backward()  # warm-up
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
+def _clock(device: str) -> float:
+    """CPU seconds of the process on CPU (the one thread's time with OMP_NUM_THREADS=1), wall seconds on CUDA."""
+    return time.perf_counter() if device == "cuda" else time.process_time()
+
+
+def time_alternating(ours, baseline, repeats: int, device: str) -> tuple[list[float], list[float]]:
+    """Milliseconds per forward + backward of each side, ``repeats`` rounds taking turns (the first side alternates
+    between rounds), after one untimed warm-up call of each."""
+    fns = {"ours": ours, "baseline": baseline}
+    for fn in fns.values():
         fn().backward()
     _sync(device)
-    return (time.perf_counter() - start) / repeats * 1e3
+    times: dict[str, list[float]] = {"ours": [], "baseline": []}
+    for r in range(repeats):
+        for side in ("ours", "baseline") if r % 2 == 0 else ("baseline", "ours"):
+            start = _clock(device)
+            fns[side]().backward()
+            _sync(device)
+            times[side].append((_clock(device) - start) * 1e3)
+    return times["ours"], times["baseline"]
 
 
 def peak_mb(name: str, impl: str, args) -> float:
@@ -147,7 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds (one call of each side per round)")
     parser.add_argument("--only", nargs="+", default=list(NAMES), choices=NAMES)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--child", nargs=2, metavar=("NAME", "IMPL"), help=argparse.SUPPRESS)
@@ -155,27 +177,34 @@ def main() -> None:
     if args.child:
         child(*args.child, args)
         return
-    print(f"B={args.batch} D={args.dim} device={args.device} threads={torch.get_num_threads()} repeats={args.repeats}")
+    print(f"B={args.batch} D={args.dim} device={args.device} threads={torch.get_num_threads()} repeats={args.repeats} "
+          f"(alternating; {'wall' if args.device == 'cuda' else 'CPU'} time); load average {os.getloadavg()}")  # fmt: skip
+    print("baseline = our own one-anchor loop (multiview.objectives.reference): ratios measure vectorisation")
     results = {}
     for name in args.only:
         ours, baseline = setup(name, args.batch, args.dim, args.device)
         a, b = ours(), baseline()
         if not torch.allclose(a.detach().double(), b.detach().double(), rtol=1e-4):
             raise SystemExit(f"{name}: library loss {a.item():.6f} != loop reference {b.item():.6f}")
-        ours_ms = time_ms(ours, args.repeats, args.device)
-        base_ms = time_ms(baseline, 1, args.device)
+        ours_t, base_t = time_alternating(ours, baseline, args.repeats, args.device)
+        ours_ms, base_ms = statistics.median(ours_t), statistics.median(base_t)
+        rounds = [b / o for o, b in zip(ours_t, base_t)]
         results[name] = {
             "ours_ms": round(ours_ms, 1),
             "baseline_ms": round(base_ms, 1),
             "ratio": round(base_ms / ours_ms, 2),
+            "ratio_rounds_median": round(statistics.median(rounds), 2),
+            "ratio_rounds_range": [round(min(rounds), 2), round(max(rounds), 2)],
             "peak_mb": round(peak_mb(name, "ours", args), 1),
             "baseline_peak_mb": round(peak_mb(name, "baseline", args), 1),
         }
         r = results[name]
         print(
             f"{name:<9} loss {a.item():.4f}  ours {r['ours_ms']:.1f} ms  loop baseline {r['baseline_ms']:.1f} ms  "
-            f"ratio {r['ratio']}x  peak ours {r['peak_mb']} MB  baseline {r['baseline_peak_mb']} MB"
+            f"ratio {r['ratio']}x (rounds: median {r['ratio_rounds_median']}x, range {r['ratio_rounds_range']})  "
+            f"peak ours {r['peak_mb']} MB  baseline {r['baseline_peak_mb']} MB"
         )
+    print(f"load average at the end: {os.getloadavg()}")
     print(json.dumps(results))
 
 

@@ -42,6 +42,20 @@ Raw pixels go through the same probe (DATA.md: 0.847 on the full 60k split).
     python benchmarks/peer_fashion_mnist.py --budget-s 5 --probe-train 2000 --probe-search 1000 --test-limit 1000 \
         --probe-features maps --methods cmc,simclr_lightly   # smoke run: about a minute
 
+Same knobs on both sides. Each side's views can be tuned over the same knobs: the RandomResizedCrop lower bound
+(``--view-min-scale``, ours, default 0.3; ``--simclr-min-scale``, lightly, default its 0.08) and the blur (lightly's
+``--simclr-blur``, default its 0.5; lightly's own 32 px examples use 0.0; our AMDIM views never blur, i.e. 0.0);
+``--simclr-cj-strength`` (default its 1.0) sets lightly's colour jitter (0.5 gives brightness / contrast 0.4, our
+views' jitter). The defaults keep the recorded headline's settings.
+
+Seeds and a tie rule. ``--seeds 0,1,2`` trains and probes every method once per seed (the step counts of one
+calibration), then prints per method the mean top-1 and its standard error over seeds, the gain over the untrained
+encoder of the same seed on the same probe (what pretraining buys), and a verdict for the best of ours against
+lightly's SimCLR on the headline probe: the per-seed margins are paired (the same seed trains both), and a mean
+margin within two standard errors of zero is a ``tie`` (one seed: ``undetermined``). The standard error is over
+seeds only: every row is tested on the same test images, whose own sampling error (about 0.003 at 0.90 on 10,000)
+it does not contain.
+
 ``--jobs N`` (default 2 on a machine with 2+ cores) trains and probes N methods at once, each in its own process
 with one thread; the budgets are CPU seconds, so a method's figures do not depend on what runs beside it.
 
@@ -163,12 +177,13 @@ def make_encoder(args) -> nn.Module:
     return encoders.create(spec.pop("kind"), **spec)
 
 
-def view_spec(kind: str, n_views: int) -> dict:
-    """Our view generators for 28 px grey images -> 32 px views (no saturation/hue/grayscale: one channel)."""
+def view_spec(kind: str, n_views: int, min_scale: float = 0.3) -> dict:
+    """Our view generators for 28 px grey images -> 32 px views (no saturation/hue/grayscale: one channel; the AMDIM
+    views never blur). ``min_scale``: the AMDIM views' RandomResizedCrop lower bound (``--view-min-scale``)."""
     norm = {"mean": [FM_MEAN], "std": [FM_STD], "channels": 1}
     if kind == "amdim":
-        return {"name": "amdim", "size": 32, "n_views": n_views, "scale": [0.3, 1.0], "jitter": [0.4, 0.4, 0.0, 0.0],
-                "gray_p": 0.0, **norm}  # fmt: skip
+        return {"name": "amdim", "size": 32, "n_views": n_views, "scale": [min_scale, 1.0],
+                "jitter": [0.4, 0.4, 0.0, 0.0], "gray_p": 0.0, **norm}  # fmt: skip
     if kind == "simclr":
         return {"name": "simclr", "size": 32, "n_views": n_views, "gray_p": 0.0, **norm}
     raise ValueError(f"--cmc-views: expected 'amdim' or 'simclr', got {kind!r}")
@@ -192,7 +207,7 @@ def recipe_for(method: str, args, shards: Path, run_dir: Path, steps: int):
     data = {
         "name": f"peer_{method}",
         "data": {"path": str(shards), "split": "train", "keep": ["label"]},
-        "views": view_spec(view_kind, n_views),
+        "views": view_spec(view_kind, n_views, args.view_min_scale),
         "encoders": {"image": encoder_spec(args)},
         "objectives": [objective],
         "optimizer": {"name": "adam", "lr": args.lr},
@@ -274,7 +289,8 @@ def build_simclr_lightly(ctx: Context, steps: int, tag: str) -> Run:
     args = ctx.args
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)  # lightly's GaussianBlur draws from numpy's global generator
-    transform = SimCLRTransform(input_size=32, normalize={"mean": [FM_MEAN], "std": [FM_STD]})
+    transform = SimCLRTransform(input_size=32, gaussian_blur=args.simclr_blur, min_scale=args.simclr_min_scale,
+                                cj_strength=args.simclr_cj_strength, normalize={"mean": [FM_MEAN], "std": [FM_STD]})  # fmt: skip
     images = ctx.pil_images()
 
     class Pairs(torch.utils.data.Dataset):
@@ -548,6 +564,21 @@ def main(argv=None) -> dict:
         "--simclr-temperature", type=float, default=0.2, help="lightly NTXentLoss temperature (lightly's default: 0.5)"
     )
     parser.add_argument(
+        "--view-min-scale", type=float, default=0.3, help="our AMDIM views' crop scale lower bound (no blur: never)"
+    )
+    parser.add_argument(
+        "--simclr-blur",
+        type=float,
+        default=0.5,
+        help="SimCLRTransform gaussian_blur probability (lightly's default 0.5; its 32 px examples use 0.0)",
+    )
+    parser.add_argument(
+        "--simclr-min-scale", type=float, default=0.08, help="SimCLRTransform min_scale (lightly's default 0.08)"
+    )
+    parser.add_argument(
+        "--simclr-cj-strength", type=float, default=1.0, help="SimCLRTransform cj_strength (lightly's default 1.0)"
+    )
+    parser.add_argument(
         "--probe-features",
         default="maps7",
         help=f"comma list of {', '.join(PROBE_FEATURES)} (see ProbeFeatures); the first is the headline",
@@ -556,6 +587,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--calib-warm", type=int, default=2)
     parser.add_argument("--calib-steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma list of seeds (overrides --seed): every method is trained and probed once per seed, with the step "
+        "counts of one calibration; reported: mean and standard error over seeds, and a tie rule (see Verdict)",
+    )
     parser.add_argument(
         "--jobs",
         type=int,
@@ -571,6 +608,16 @@ def main(argv=None) -> dict:
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown or not methods:
         parser.error(f"--methods: unknown {unknown}; expected a comma list of {', '.join(ALL_METHODS)}")
+    try:
+        args.seeds = [int(v) for v in args.seeds.split(",") if v.strip()] if args.seeds else [args.seed]
+    except ValueError:
+        parser.error(f"--seeds: expected a comma list of integers, got {args.seeds!r}")
+    if not args.seeds or len(set(args.seeds)) < len(args.seeds):
+        parser.error(f"--seeds: expected distinct integers, got {args.seeds}")
+    for flag in ("simclr_blur", "simclr_min_scale", "view_min_scale"):
+        if not 0.0 <= getattr(args, flag) <= 1.0:
+            parser.error(f"--{flag.replace('_', '-')}: expected a value in [0, 1], got {getattr(args, flag)}")
+    args.seed = args.seeds[0]
     args.probe_features = [f.strip() for f in args.probe_features.split(",") if f.strip()]
     unknown = sorted(set(args.probe_features) - set(PROBE_FEATURES))
     if unknown or not args.probe_features or len(set(args.probe_features)) < len(args.probe_features):
@@ -604,17 +651,27 @@ def main(argv=None) -> dict:
 
         tasks = (["random_init"] if args.random_init else []) + methods
         jobs = {task: steps.get(task, 0) for task in tasks}  # random_init trains for no step
-        if args.jobs == 1:
-            outcomes = ((task, run_task(ctx, task, n)) for task, n in jobs.items())
-        else:  # one process per task at a time; CPU-second budgets make them independent of each other's load
-            outcomes = run_in_processes(args, run_dir, jobs)
-        for task, stats in outcomes:
-            if task in per_step:
-                stats["calib_cpu_s_per_step"] = round(per_step[task], 4)
-            results[task] = stats
-            loads.append(os.getloadavg()[0])
-            print(describe(task, stats), flush=True)
-        results.update({t: results.pop(t) for t in tasks})  # the table in the order asked, not of completion
+        per_seed: dict[int, dict[str, dict]] = {}
+        for seed in args.seeds:  # the same step counts for every seed: one calibration
+            seed_args = argparse.Namespace(**{**vars(args), "seed": seed})
+            ctx.args = seed_args
+            if len(args.seeds) > 1:
+                print(f"--- seed {seed}", flush=True)
+            if args.jobs == 1:
+                outcomes = ((task, run_task(ctx, task, n)) for task, n in jobs.items())
+            else:  # one process per task at a time; CPU-second budgets make them independent of each other's load
+                outcomes = run_in_processes(seed_args, run_dir, jobs)
+            seed_results: dict[str, dict] = {}
+            for task, stats in outcomes:
+                if task in per_step:
+                    stats["calib_cpu_s_per_step"] = round(per_step[task], 4)
+                seed_results[task] = stats
+                loads.append(os.getloadavg()[0])
+                print(describe(task, stats), flush=True)
+            per_seed[seed] = {t: seed_results[t] for t in tasks}  # in the order asked, not of completion
+        ctx.args = args
+        for task, stats in per_seed[args.seeds[0]].items():
+            results[task] = stats  # the first seed's figures keep the single-seed layout
 
     ours = [m for m in ("amdim", "dim", "cmc") if m in results]
     summary = {
@@ -627,6 +684,13 @@ def main(argv=None) -> dict:
         "simclr_lr": args.simclr_lr,
         "cmc_temperature": args.cmc_temperature,
         "simclr_temperature": args.simclr_temperature,
+        "simclr_transform": {
+            "gaussian_blur": args.simclr_blur,
+            "min_scale": args.simclr_min_scale,
+            "cj_strength": args.simclr_cj_strength,
+        },
+        "view_min_scale": args.view_min_scale,
+        "seeds": args.seeds,
         "encoder": encoder_spec(args),
         "cmc_views": args.cmc_views,
         "probe_features": args.probe_features,
@@ -636,8 +700,11 @@ def main(argv=None) -> dict:
         "probe_train": len(probe_train),
         "probe_test": len(test_samples),
         "methods": results,
+        "per_seed": {str(seed): r for seed, r in per_seed.items()},
+        "over_seeds": over_seeds(per_seed, args.probe_features),
         "total_wall_s": round(time.perf_counter() - t_start, 1),
     }
+    summary["verdict"] = verdict(per_seed, args.probe_features[0])
     for suffix in feature_suffixes(args.probe_features):
         key = f"linear_top1{suffix}"
         scored = [m for m in ours if key in results[m]]
@@ -657,22 +724,103 @@ def main(argv=None) -> dict:
     return summary
 
 
+def mean_se(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error of the mean (sample std / sqrt(n)); no standard error from one value."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None)
+
+
+def over_seeds(per_seed: dict[int, dict[str, dict]], sets: list[str]) -> dict[str, dict]:
+    """Per method and probe feature set: mean and standard error of top-1 over seeds, and of the gain over the
+    untrained encoder (``random_init``) of the same seed on the same probe -- what pretraining buys."""
+    out: dict[str, dict] = {}
+    methods = next(iter(per_seed.values())).keys()
+    for method in methods:
+        entry: dict = {}
+        for suffix in feature_suffixes(sets):
+            key = f"linear_top1{suffix}"
+            tops = [r[method][key] for r in per_seed.values() if key in r.get(method, {})]
+            if not tops:
+                continue
+            mean, se = mean_se(tops)
+            entry[f"top1{suffix}"] = {
+                "mean": round(mean, 4),
+                "se": None if se is None else round(se, 4),
+                "n": len(tops),
+            }
+            gains = [r[method][key] - r["random_init"][key] for r in per_seed.values()
+                     if key in r.get(method, {}) and key in r.get("random_init", {})]  # fmt: skip
+            if gains and method != "random_init":
+                mean, se = mean_se(gains)
+                entry[f"gain_over_untrained{suffix}"] = {
+                    "mean": round(mean, 4),
+                    "se": None if se is None else round(se, 4),
+                }
+        out[method] = entry
+    return out
+
+
+def verdict(per_seed: dict[int, dict[str, dict]], headline: str) -> dict | None:
+    """Best of ours (highest mean headline top-1 over seeds) against lightly's SimCLR, seed by seed (the same seed
+    trains both: paired). Tie rule: when the mean per-seed margin lies within two standard errors of it (|mean| <=
+    2 SE), the result is a tie; with one seed there is no standard error and the verdict is ``undetermined``."""
+    key = "linear_top1"
+    ours = [m for m in ("amdim", "dim", "cmc") if all(key in r.get(m, {}) for r in per_seed.values())]
+    if not ours or not all(key in r.get("simclr_lightly", {}) for r in per_seed.values()):
+        return None
+    best = max(ours, key=lambda m: statistics.fmean(r[m][key] for r in per_seed.values()))
+    margins = [r[best][key] - r["simclr_lightly"][key] for r in per_seed.values()]
+    mean, se = mean_se(margins)
+    if se is None:
+        call = "undetermined (one seed: no standard error)"
+    elif abs(mean) <= 2 * se:
+        call = "tie"
+    else:
+        call = "ours above lightly" if mean > 0 else "lightly above ours"
+    return {"probe": headline, "best_ours": best, "seeds": len(margins), "margin_mean": round(mean, 4),
+            "margin_se": None if se is None else round(se, 4), "margins": [round(m, 4) for m in margins],
+            "rule": "tie when |mean per-seed margin| <= 2 standard errors", "call": call}  # fmt: skip
+
+
 def feature_suffixes(sets: list[str]) -> list[str]:
     """The key suffix of each probe feature set: none for the headline (the first), ``_<name>`` for the others."""
     return ["" if i == 0 else f"_{name}" for i, name in enumerate(sets)]
+
+
+def fmt_mean_se(entry: dict, signed: bool = False) -> str:
+    mean = f"{entry['mean']:+.4f}" if signed else f"{entry['mean']:.4f}"
+    return mean if entry["se"] is None else f"{mean} ({entry['se']:.4f})"
 
 
 def print_table(summary: dict) -> None:
     sets, suffixes = summary["probe_features"], feature_suffixes(summary["probe_features"])
     print()
     print(f"Fashion-MNIST linear probe ({summary['probe_train']} train / {summary['probe_test']} test), "
-          f"budget {summary['budget_cpu_s_per_method']} CPU s per method, 1 thread, batch {summary['batch']}")  # fmt: skip
+          f"budget {summary['budget_cpu_s_per_method']} CPU s per method, 1 thread, batch {summary['batch']}; "
+          f"seed {summary['seeds'][0]} below")  # fmt: skip
     print(f"{'method':<16}" + "".join(f"{'linear (' + s + ')':>16}" for s in sets)
           + f"{'steps':>7}{'CPU s':>8}{'wall s':>8}{'samples/CPU s':>15}")  # fmt: skip
     for name, r in summary["methods"].items():
         cells = "".join(f"{r['linear_top1' + x]:>16.4f}" if "linear_top1" + x in r else f"{'-':>16}" for x in suffixes)
         print(f"{name:<16}{cells}{r.get('steps', '-'):>7}{r.get('cpu_s', '-'):>8}"
               f"{r.get('wall_s', '-'):>8}{r.get('samples_per_cpu_s', '-'):>15}")  # fmt: skip
+    if len(summary["seeds"]) > 1 or "random_init" in summary["methods"]:
+        print(
+            f"\nover seeds {summary['seeds']}: mean top-1 (standard error); gain over the untrained encoder, same probe"
+        )
+        print(f"{'method':<16}" + "".join(f"{'linear (' + s + ')':>20}{'gain':>18}" for s in sets))
+        for name, entry in summary["over_seeds"].items():
+            cells = ""
+            for x in suffixes:
+                top, gain = entry.get("top1" + x), entry.get("gain_over_untrained" + x)
+                cells += f"{fmt_mean_se(top):>20}" if top else f"{'-':>20}"
+                cells += f"{fmt_mean_se(gain, signed=True):>18}" if gain else f"{'-':>18}"
+            print(f"{name:<16}{cells}")
+    if summary.get("verdict"):
+        v = summary["verdict"]
+        se = "n/a" if v["margin_se"] is None else f"{v['margin_se']:.4f}"
+        print(f"verdict [{v['probe']}]: {v['best_ours']} - lightly SimCLR = {v['margin_mean']:+.4f} (SE {se}, "
+              f"{v['seeds']} seeds, margins {v['margins']}): {v['call']} ({v['rule']})")  # fmt: skip
     for suffix, layer in zip(suffixes, sets):
         if f"ratio_best_ours_over_lightly{suffix}" in summary:
             print(f"[{layer}] best of ours: {summary['best_ours' + suffix]} {summary['best_ours_top1' + suffix]:.4f}; "
