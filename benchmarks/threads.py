@@ -67,6 +67,7 @@ def child(side: str, shards: str, run_dir: str, workers: int, batch: int, width:
     info = {
         "threads": torch.get_num_threads(),
         "wait_policy": trainer.thread_plan.wait_policy,  # notes when it came too late for this process
+        "spincount": os.environ.get("GOMP_SPINCOUNT"),
         "plan": trainer.thread_plan.line(),
     }
     print("READY " + json.dumps(info), flush=True)
@@ -110,17 +111,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--width", type=int, default=512, help="hidden width of the MLP encoders")
     parser.add_argument("--skip-idle", action="store_true", help="only the loaded phase")
+    parser.add_argument(
+        "--ours-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra environment variable for the 'ours' side only (e.g. GOMP_SPINCOUNT=10000), repeatable",
+    )
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.shards, args.run_dir, args.workers, args.batch, args.width)
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME")
-    }
+    unset = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME", "GOMP_SPINCOUNT")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     result: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.shards:
@@ -146,14 +151,17 @@ def main(argv=None) -> dict:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
-                env=env,
+                env=env | dict(item.split("=", 1) for item in args.ours_env) if side == "ours" else env,
             )
             for side in SIDES
         }
         try:
             info = {side: _answer(proc, "READY") for side, proc in sides.items()}  # built one after the other
             for side in SIDES:
-                print(f"{side}: {info[side]['threads']} threads, OMP_WAIT_POLICY={info[side]['wait_policy']}")
+                print(
+                    f"{side}: {info[side]['threads']} threads, OMP_WAIT_POLICY={info[side]['wait_policy']}, "
+                    f"GOMP_SPINCOUNT={info[side]['spincount']}"
+                )
             print(info["ours"]["plan"])
             phases = [] if args.skip_idle else [("idle", 0)]
             for phase, load in [*phases, ("loaded", args.load)]:
@@ -207,6 +215,7 @@ def main(argv=None) -> dict:
         "loaded": loaded,
         "threads": {side: info[side]["threads"] for side in SIDES},
         "wait_policy": {side: info[side]["wait_policy"] for side in SIDES},
+        "ours_env": args.ours_env,
         "plan": info["ours"]["plan"],
         "workers": args.workers,
         "steps_per_block": args.steps,
