@@ -9,6 +9,8 @@ Light on import (the CLI imports ``multiview.eval.cli`` to build its parser): th
 - :mod:`multiview.eval.bundle`: ``EvalBundle`` (what ``multiview.eval.load.load_for_eval`` returns)
 - :mod:`multiview.eval.base`: the extension point: ``Evaluation``, ``EvalContext``, ``register_evaluation``,
   ``run_evaluation`` (the registry: ``multiview.core.evaluations.EVALUATIONS``)
+- :mod:`multiview.eval.cache`: ``EvalCache`` (embeddings and raw inputs computed once, shared by evaluations)
+- :mod:`multiview.eval.progress`: progress bars and phase times of an evaluation
 - :mod:`multiview.eval.retrieval_task`, :mod:`multiview.eval.probe_tasks`: the built-in evaluations
 - :mod:`multiview.eval.tasks`: ``run_retrieval``, ``run_linear``, ``run_knn`` (library calls) and shared inputs
 - :mod:`multiview.eval.plots`, :mod:`multiview.eval.report`
@@ -35,6 +37,7 @@ _EXPORTS = {
     "embed_field": "embed",
     "Embedded": "embed",
     "EvalBundle": "bundle",
+    "EvalCache": "cache",
     "run_retrieval": "tasks",
     "run_linear": "tasks",
     "run_knn": "tasks",

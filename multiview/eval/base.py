@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal
 
 from multiview.core.evaluations import EVALUATIONS
 from multiview.eval.bundle import EvalBundle
+from multiview.eval.cache import EvalCache
 
 SamplesFn = Callable[[str], Iterable[dict]]
 log = logging.getLogger(__name__)
@@ -83,6 +84,10 @@ class EvalContext:
         samples_fn: ``split -> iterable of decoded samples`` (default: ``multiview.data.iter_samples(data, split)``).
         rename: ``{name: field in the shards}`` (default: the checkpoint recipe's ``data.rename``).
         notes: what the report should say about how the numbers were obtained (filled by :meth:`check_splits`).
+        progress: show a progress bar per phase on stderr (embedding each split, fitting, scoring, plots) when
+            stderr is a terminal; False keeps quiet (``--quiet``). Each evaluation logs its phase times either way.
+        cache: embeddings and raw inputs already computed (:class:`multiview.eval.cache.EvalCache`); hand the same
+            cache to several contexts on the same data and checkpoint to compute them once.
     """
 
     data: Any = None
@@ -103,6 +108,8 @@ class EvalContext:
     samples_fn: SamplesFn | None = None
     rename: dict[str, str] | None = None
     notes: list[str] = field(default_factory=list)
+    progress: bool = True
+    cache: EvalCache = field(default_factory=lambda: EvalCache())
     _same_shards: bool = field(default=False, init=False, repr=False)
 
     def samples(self, split: str) -> Iterable[dict]:
@@ -113,6 +120,27 @@ class EvalContext:
 
         rename = self.field_names()
         return tasks.default_samples_fn(self.data, **({"rename": rename} if rename else {}))(split)
+
+    def source_key(self) -> tuple:
+        """What identifies the samples this context reads (data, renaming, label field): a cache key part."""
+        data = ("samples_fn", id(self.samples_fn)) if self.samples_fn is not None else ("data", str(self.data))
+        return (*data, tuple(sorted(self.field_names().items())), self.label_field)
+
+    def split_size(self, split: str) -> int | None:
+        """The sample count of ``split`` the manifest promises (None when it does not say: a progress total)."""
+        if self.samples_fn is not None or self.data is None:
+            return None
+        try:
+            count = ((self.manifest.get("splits") or {}).get(split) or {}).get("count")
+        except Exception:  # noqa: BLE001 (a total for a progress bar is never worth failing over)
+            return None
+        return int(count) if isinstance(count, int) else None
+
+    def progress_bar(self, iterable: Iterable | None = None, *, total: int | None = None, desc: str, unit: str = "it"):
+        """A progress bar (:func:`multiview.eval.progress.progress_bar`), drawn when :attr:`progress` allows."""
+        from multiview.eval.progress import progress_bar
+
+        return progress_bar(iterable, total=total, desc=desc, unit=unit, enabled=self.progress)
 
     def field_names(self) -> dict[str, str]:
         """``{name the encoders expect: field in the shards}``: ``rename`` if given, else the recipe's

@@ -83,6 +83,11 @@ def _common(p: argparse.ArgumentParser, task: str) -> None:
     )
     p.add_argument("--no-plots", action="store_true", help="write the JSON and Markdown only")
     p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars (they are drawn on stderr only when it is a terminal; phase times are logged anyway)",
+    )
+    p.add_argument(
         "--rename",
         nargs="+",
         metavar="NAME=FIELD",
@@ -131,6 +136,7 @@ def _context(args, task: str):
         device=args.device,
         out_dir=_out_dir(args, task),
         plots=not args.no_plots,
+        progress=not args.quiet,
         map_method=args.map_method,
         command=command_line(args, task),
         rename=_rename(args.rename),

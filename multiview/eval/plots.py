@@ -5,7 +5,7 @@ Uses matplotlib's object API (``Figure``, no pyplot), so it needs no display and
 
 Thumbnails (:func:`draw_thumbnail`) follow the decoded field's kind: ``uint8`` images and 3-D float maps are
 shown as images, audio (when a sample rate is given) as a log-mel spectrogram, ``[C, T]`` float arrays as sensor
-traces (one line per channel), 1-D vectors and scalars as bar plots.
+traces (one line per channel), 1-D vectors and scalars as bar plots (one filled step patch).
 """
 
 from __future__ import annotations
@@ -82,7 +82,10 @@ def draw_thumbnail(ax, value, sample_rate: int | None = None) -> None:
                 ax.plot(channel, linewidth=0.8)
         else:
             flat = arr.reshape(-1).astype(np.float32)
-            ax.bar(np.arange(flat.shape[0]), flat, width=1.0, color="#4575b4")
+            # One filled step patch looks like bars of width 1 but is one artist, not one per value: a grid of
+            # 36 mfeat vectors (240 values each) took 14.5 s to draw as bars on a busy 2-core machine.
+            edges = np.arange(flat.shape[0] + 1, dtype=np.float32) - 0.5
+            ax.stairs(flat, edges, baseline=0.0, fill=True, color="#4575b4")
     ax.set_xticks([])
     ax.set_yticks([])
 

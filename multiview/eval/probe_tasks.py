@@ -10,6 +10,7 @@ headline probe).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -21,10 +22,13 @@ from multiview.eval.base import EvalContext, Evaluation, OptionError, option_fie
 from multiview.eval.bundle import MAPS7_GRID, parse_grid
 from multiview.eval.embed import Embedded
 from multiview.eval.probes import DEFAULT_WEIGHT_DECAYS, Standardizer, knn_probe, linear_probe
+from multiview.eval.progress import PhaseTimer
 from multiview.eval.report import build_report, mark_same_split, probe_rows
-from multiview.eval.tasks import embed_learned, embed_raw, manifest_view_fields, slug, write_report
+from multiview.eval.tasks import manifest_view_fields, slug, write_report
 
-Probe = Callable[[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray, str], dict]
+# probe(train x, train y, test x, test y, method, progress) -> result; progress(n) counts the probe's fits
+log = logging.getLogger(__name__)
+Probe = Callable[[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray, str, Callable[[int], object]], dict]
 
 
 @dataclass
@@ -56,11 +60,16 @@ class ProbeEvaluation(Evaluation):
     def probe(self, options) -> Probe:
         raise NotImplementedError
 
+    def fits_per_probe(self, options) -> int:
+        """How many fits one probe makes (the unit of its progress bar)."""
+        return 1
+
     def settings(self, options) -> dict:
         return {}
 
     def run(self, ctx: EvalContext, options) -> dict:
         ctx.check_splits(f"the {self.name} probe", learned_fits=True)  # before any embedding
+        timer = PhaseTimer()
         bundle = ctx.encoders()
         maps7 = options.features == "maps7"
         features, grid = ("trunk_maps", MAPS7_GRID) if maps7 else (options.features, options.grid)
@@ -70,16 +79,27 @@ class ProbeEvaluation(Evaluation):
         if not fields:
             raise ValueError(f"no fields to probe in {ctx.data}; pass --fields")
         fields = list(fields)
-        inputs = _probe_inputs(ctx, bundle, fields)
+        with timer.phase("embed"):
+            inputs = _probe_inputs(ctx, bundle, fields, _features_key(features, grid))
         probe, results = self.probe(options), {}
-        for method, by_split in inputs.items():
-            unit = self.name == "knn" and method == "learned"  # raw kNN inputs are standardised as a whole instead
-            train_sets = _feature_sets(by_split[ctx.train_split], fields, options.fuse, unit)
-            test_sets = _feature_sets(by_split[ctx.split], fields, options.fuse, unit)
-            ytr, yte = by_split[ctx.train_split][fields[0]].labels, by_split[ctx.split][fields[0]].labels
-            results[method] = {name: probe(train_sets[name], ytr, test_sets[name], yte, method) for name in train_sets}
+        n_sets = len(fields) + (1 if options.fuse and len(fields) > 1 else 0)
+        total = len(inputs) * n_sets * self.fits_per_probe(options)
+        with timer.phase("fit"), ctx.progress_bar(total=total, desc=f"{self.name} probes", unit="fit") as bar:
+            for method, by_split in inputs.items():
+                unit = self.name == "knn" and method == "learned"  # raw kNN inputs are standardised as a whole instead
+                train_sets = _feature_sets(by_split[ctx.train_split], fields, options.fuse, unit)
+                test_sets = _feature_sets(by_split[ctx.split], fields, options.fuse, unit)
+                ytr, yte = by_split[ctx.train_split][fields[0]].labels, by_split[ctx.split][fields[0]].labels
+                results[method] = {}
+                for name in train_sets:
+                    bar.set_postfix_str(f"{method} {name}", refresh=False)
+                    results[method][name] = probe(train_sets[name], ytr, test_sets[name], yte, method, bar.update)
         out_dir = ctx.output(self.name)
-        figures = _maps(ctx, inputs, fields, out_dir) if ctx.plots else {}
+        figures = {}
+        if ctx.plots:
+            with timer.phase("plots"):
+                figures = _maps(ctx, inputs, fields, out_dir)
+        log.info("%s", timer.line(self.name))
         settings = {
             "fields": fields,
             "fused": options.fuse and len(fields) > 1,
@@ -97,7 +117,8 @@ class ProbeEvaluation(Evaluation):
             mark_same_split(rows, results)  # every probe, learned or raw, is fitted on train_split
         report = build_report(self.name, results, rows=rows, checkpoint=ctx.checkpoint,
                               data=str(ctx.data), split=ctx.split, command=ctx.command, settings=settings,
-                              figures=figures, recipe=bundle.recipe if bundle is not None else None)  # fmt: skip
+                              figures=figures, recipe=bundle.recipe if bundle is not None else None,
+                              seconds=timer.rounded())  # fmt: skip
         write_report(report, out_dir, self.name)
         return report
 
@@ -128,10 +149,16 @@ class Linear(ProbeEvaluation):
     def probe(self, options) -> Probe:
         decays = tuple(options.weight_decays) if options.weight_decays else DEFAULT_WEIGHT_DECAYS
 
-        def fit(xtr, ytr, xte, yte, method):
-            return linear_probe(xtr, ytr, xte, yte, decays, options.val_fraction, options.seed).to_dict()
+        def fit(xtr, ytr, xte, yte, method, progress):
+            return linear_probe(
+                xtr, ytr, xte, yte, decays, options.val_fraction, options.seed, progress=progress
+            ).to_dict()
 
         return fit
+
+    def fits_per_probe(self, options) -> int:
+        """The weight-decay search (one fit per decay) and the final fit on all of train."""
+        return len(options.weight_decays or DEFAULT_WEIGHT_DECAYS) + 1
 
     def settings(self, options) -> dict:
         decays = options.weight_decays or DEFAULT_WEIGHT_DECAYS
@@ -161,11 +188,13 @@ class KNN(ProbeEvaluation):
             raise OptionError("temperature", f"expected a positive number, got {options.temperature}")
 
     def probe(self, options) -> Probe:
-        def fit(xtr, ytr, xte, yte, method):
+        def fit(xtr, ytr, xte, yte, method, progress):
             if method == "raw":
                 scale = Standardizer.fit(xtr)
                 xtr, xte = scale(xtr), scale(xte)
-            return knn_probe(xtr, ytr, xte, yte, options.k, options.temperature, options.chunk_size).to_dict()
+            result = knn_probe(xtr, ytr, xte, yte, options.k, options.temperature, options.chunk_size).to_dict()
+            progress(1)
+            return result
 
         return fit
 
@@ -173,17 +202,29 @@ class KNN(ProbeEvaluation):
         return {"k": options.k, "temperature": options.temperature}
 
 
-def _probe_inputs(ctx: EvalContext, bundle, fields: Sequence[str]) -> dict[str, dict[str, dict[str, Embedded]]]:
-    """``{method: {split: {field: Embedded}}}`` for the probes (raw features standardised for kNN later)."""
+def _features_key(features: str, grid) -> tuple:
+    """What the probe reads, as a cache key part (``("global",)``; ``("maps", 2)``; ``("trunk_maps", (7, 2, 1))``)."""
+    if features in ("global", "trunk"):
+        return (features,)
+    return (features, tuple(grid) if isinstance(grid, list | tuple) else grid)
+
+
+def _probe_inputs(
+    ctx: EvalContext, bundle, fields: Sequence[str], features: tuple = ("global",)
+) -> dict[str, dict[str, dict[str, Embedded]]]:
+    """``{method: {split: {field: Embedded}}}`` for the probes (raw features standardised for kNN later): each
+    split read once for both methods, and nothing read again that the context's cache holds (retrieval's test
+    embeddings, its raw inputs)."""
     out = {}
     splits = (ctx.train_split, ctx.split)
-    if ctx.methods.learned:
-        out["learned"] = {
-            s: embed_learned(bundle, ctx.samples(s), fields, ctx.label_field, ctx.batch_size, ctx.device)
-            for s in splits
-        }
-    if ctx.methods.baseline:
-        out["raw"] = embed_raw(ctx.samples, fields, ctx.train_split, list(splits), ctx.label_field)
+    learned, baseline = ctx.methods.learned, ctx.methods.baseline
+    for s in dict.fromkeys(splits):
+        ctx.cache.read(ctx, s, learned=fields if learned else (), raw=fields if baseline else (), bundle=bundle,
+                       features=features)  # fmt: skip
+    if learned:
+        out["learned"] = {s: ctx.cache.learned(ctx, s, fields, bundle=bundle, features=features) for s in splits}
+    if baseline:
+        out["raw"] = ctx.cache.raw(ctx, fields, ctx.train_split, list(splits))
     for method, by_split in out.items():
         for s, embs in by_split.items():
             if embs[fields[0]].labels is None:

@@ -17,7 +17,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
@@ -192,6 +192,7 @@ def linear_probe(
     seed: int = 0,
     max_iter: int = 300,
     search_limit: int | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> LinearProbeResult:
     """Top-1 accuracy of a linear classifier on frozen features.
 
@@ -202,6 +203,8 @@ def linear_probe(
         search_limit: run the search on a stratified subset of about this many train rows (None: all of
             train); the final fit still uses all of train. The search fits one head per weight decay, the
             refit only one, so this bounds the cost of probing a large train split (60k rows) at about one fit.
+        progress: called with 1 after each fit (``len(weight_decays)`` search fits, then the final one), e.g. a
+            progress bar's ``update``; it sees nothing of the numbers.
 
     Returns:
         :class:`LinearProbeResult` with test top-1 of the head refitted on all of train with the chosen decay.
@@ -219,10 +222,12 @@ def linear_probe(
     fit_rel, val_rel = stratified_split(ty_raw[rows], val_fraction, seed)
     fit_idx, val_idx = rows[fit_rel], rows[val_rel]
     with small_problem_threads(tx.numel()):
-        return _search_and_fit(tx, ty, sx, sy, n_classes, fit_idx, val_idx, weight_decays, max_iter)
+        return _search_and_fit(tx, ty, sx, sy, n_classes, fit_idx, val_idx, weight_decays, max_iter, progress)
 
 
-def _search_and_fit(tx, ty, sx, sy, n_classes, fit_idx, val_idx, weight_decays, max_iter) -> LinearProbeResult:
+def _search_and_fit(
+    tx, ty, sx, sy, n_classes, fit_idx, val_idx, weight_decays, max_iter, progress=None
+) -> LinearProbeResult:
     """The weight-decay search on (fit, val) and the final fit on all of train; see :func:`linear_probe`."""
     # The search standardises with the statistics of its own fitting part, as the final fit does with all of train.
     scale = Standardizer.fit(tx[fit_idx])
@@ -232,9 +237,13 @@ def _search_and_fit(tx, ty, sx, sy, n_classes, fit_idx, val_idx, weight_decays, 
     for wd in sorted(weight_decays, reverse=True):  # strong to weak: each warm start is a small step
         head = fit_logistic(xf, ty[fit_idx], n_classes, wd, max_iter, init=head)
         scores[repr(float(wd))] = _top1(head, xv, ty[val_idx]) if len(val_idx) else 0.0
+        if progress is not None:
+            progress(1)
     best_wd = max(sorted(weight_decays, reverse=True), key=lambda w: scores[repr(float(w))])
     scale = Standardizer.fit(tx)
     final = fit_logistic(scale(tx), ty, n_classes, best_wd, max_iter)
+    if progress is not None:
+        progress(1)
     return LinearProbeResult(
         top1=_top1(final, scale(sx), sy),
         weight_decay=float(best_wd),

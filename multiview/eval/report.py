@@ -70,9 +70,11 @@ def build_report(
     figures: dict[str, str] | None = None,
     recipe: dict | None = None,
     rows: list[dict] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> dict:
     """The JSON-ready report: provenance, settings, nested ``results``, flat ``rows`` (given by the evaluation, or
-    read from ``results`` by :func:`retrieval_rows` / :func:`probe_rows`) and figure paths."""
+    read from ``results`` by :func:`retrieval_rows` / :func:`probe_rows`), figure paths and the wall-clock
+    ``seconds`` of each phase (embed, fit, score, plots; :class:`multiview.eval.progress.PhaseTimer`)."""
     from multiview.core.evaluations import EVALUATIONS
     from multiview.core.version import __version__
 
@@ -94,6 +96,7 @@ def build_report(
         "rows": rows,
         "figures": figures or {},
         "recipe": recipe or {},
+        **({"seconds": dict(seconds)} if seconds else {}),
     }
 
 
@@ -189,6 +192,9 @@ def write_markdown(report: dict, path: str | Path) -> Path:
         f"- command: `{report['command']}`",
         f"- created: {report['created']} (multiview {report['multiview_version']})",
     ]
+    if report.get("seconds"):
+        phases = ", ".join(f"{name} {s:.1f} s" for name, s in report["seconds"].items())
+        lines.append(f"- time: {sum(report['seconds'].values()):.1f} s ({phases})")
     settings = dict(report["settings"])
     notes = settings.pop("notes", [])
     lines += [f"- {k}: `{v}`" for k, v in settings.items()]

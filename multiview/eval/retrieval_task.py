@@ -5,6 +5,7 @@ both directions, next to CCA on raw inputs; recall curves, hit grids and 2-D map
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -14,11 +15,13 @@ import torch
 
 from multiview.eval.base import EvalContext, Evaluation, OptionError, option_field, register_evaluation
 from multiview.eval.baselines import CCARetrieval
+from multiview.eval.progress import PhaseTimer
 from multiview.eval.report import build_report, mark_same_split, retrieval_rows
 from multiview.eval.retrieval import class_metrics, hit_grades, instance_metrics, top_k
-from multiview.eval.tasks import embed_learned, embed_raw, manifest_view_fields, resolve_paired, slug, write_report
+from multiview.eval.tasks import manifest_view_fields, resolve_paired, slug, write_report
 
 GRID_HITS = 5
+log = logging.getLogger(__name__)
 
 
 @register_evaluation("retrieval")
@@ -58,6 +61,7 @@ class Retrieval(Evaluation):
         """Both directions for one pair of fields (or all pairs); the report is also written to
         ``<out>/retrieval.json`` and ``retrieval.md``."""
         methods = ctx.check_splits("the CCA baseline", learned_fits=False)  # before any embedding
+        timer = PhaseTimer()
         bundle = ctx.encoders()
         fields = options.fields
         if options.all_pairs and not fields:
@@ -65,17 +69,21 @@ class Retrieval(Evaluation):
         pairs = retrieval_pairs(options.query, options.gallery, fields, options.all_pairs)
         used = list(dict.fromkeys(f for pair in pairs for f in pair))
         is_paired, why = resolve_paired(options.paired, ctx.manifest)
-        spaces, labels, maps = _spaces(ctx, options, pairs, used)
+        spaces, labels, maps = _spaces(ctx, options, pairs, used, timer)
         if not is_paired and labels is None:
             raise ValueError(f"rows are not instance-paired ({why}) and the samples have no {ctx.label_field!r} labels")
         n = next(iter(maps.values())).embeddings.shape[0]
         ks = _valid_ks(options.ks, n)
-        results, curves = _score(spaces, labels, is_paired, ks, options.chunk_size)
+        with timer.phase("score"):
+            results, curves = _score(spaces, labels, is_paired, ks, options.chunk_size, ctx)
         out_dir = ctx.output("retrieval")
         figures = {}
         if ctx.plots:
             main = "learned" if methods.learned else "cca"  # the maps of the baseline show raw inputs, not CCA
-            figures = _retrieval_figures(out_dir, spaces[main], curves, maps, labels, is_paired, ctx, options, main)
+            with timer.phase("plots"):
+                figures = _retrieval_figures(out_dir, spaces[main], curves, maps, labels, is_paired, ctx, options,
+                                             main)  # fmt: skip
+        log.info("%s", timer.line("retrieval"))
         settings = {
             "pairs": [f"{a}<->{b}" for a, b in pairs],
             "paired": is_paired,
@@ -97,48 +105,64 @@ class Retrieval(Evaluation):
             mark_same_split(rows, ["cca"])  # the learned embeddings are not fitted here; the CCA is
         report = build_report("retrieval", results, rows=rows, checkpoint=ctx.checkpoint,
                               data=str(ctx.data), split=ctx.split, command=ctx.command, settings=settings,
-                              figures=figures, recipe=bundle.recipe if bundle is not None else None)  # fmt: skip
+                              figures=figures, recipe=bundle.recipe if bundle is not None else None,
+                              seconds=timer.rounded())  # fmt: skip
         write_report(report, out_dir, "retrieval")
         return report
 
 
-def _spaces(ctx: EvalContext, options, pairs, used) -> tuple[dict, np.ndarray | None, dict]:
-    """``({method: {pair: (query emb, gallery emb)}}, labels, {field: Embedded} for the maps)``."""
+def _spaces(ctx: EvalContext, options, pairs, used, timer: PhaseTimer) -> tuple[dict, np.ndarray | None, dict]:
+    """``({method: {pair: (query emb, gallery emb)}}, labels, {field: Embedded} for the maps)``.
+
+    Every split is read once (:class:`~multiview.eval.cache.EvalCache`: the learned fields embedded and the raw
+    inputs collected in the same pass, shared with later evaluations of the same context's cache); CCA is fitted
+    once per pair."""
     spaces: dict[str, dict] = {}
     labels, maps = None, {}
     split, train_split = ctx.split, ctx.train_split
-    if ctx.methods.learned:
+    learned, baseline = ctx.methods.learned, ctx.methods.baseline
+    with timer.phase("embed"):
+        for s in dict.fromkeys([split, train_split] if baseline else [split]):
+            ctx.cache.read(ctx, s, learned=used if learned and s == split else (), raw=used if baseline else ())
+    if learned:
         bundle = ctx.bundle
-        emb = embed_learned(bundle, ctx.samples(split), used, ctx.label_field, ctx.batch_size, ctx.device)
-        labels = emb[used[0]].labels
-        # Pair heads (CMC pair_heads) put the two fields in the space trained for that pair; else encoder outputs.
-        spaces["learned"] = {(a, b): bundle.project_pair(a, b, emb[a].embeddings, emb[b].embeddings) for a, b in pairs}
+        with timer.phase("embed"):
+            emb = ctx.cache.learned(ctx, split, used)
+            labels = emb[used[0]].labels
+            # Pair heads (CMC pair_heads) put the two fields in the space trained for that pair; else encoder outputs.
+            spaces["learned"] = {(a, b): bundle.project_pair(a, b, emb[a].embeddings, emb[b].embeddings)
+                                 for a, b in pairs}  # fmt: skip
         maps = {f: emb[f] for f in used}
-    if ctx.methods.baseline:
-        raw = embed_raw(ctx.samples, used, train_split, [train_split, split], ctx.label_field)
+    if baseline:
+        with timer.phase("embed"):
+            raw = ctx.cache.raw(ctx, used, train_split, [train_split, split])
         labels = raw[split][used[0]].labels if labels is None else labels
         spaces["cca"] = {}
-        for a, b in pairs:
-            cca = CCARetrieval(n_components=options.cca_components)
-            cca.fit(raw[train_split][a].embeddings, raw[train_split][b].embeddings)
-            spaces["cca"][(a, b)] = cca.transform(raw[split][a].embeddings, raw[split][b].embeddings)
+        with timer.phase("fit"), ctx.progress_bar(pairs, desc="fit CCA", unit="pair") as bar:
+            for a, b in bar:
+                cca = CCARetrieval(n_components=options.cca_components)
+                cca.fit(raw[train_split][a].embeddings, raw[train_split][b].embeddings)
+                spaces["cca"][(a, b)] = cca.transform(raw[split][a].embeddings, raw[split][b].embeddings)
         if not ctx.methods.learned:
             maps = {f: raw[split][f] for f in used}
     return spaces, labels, maps
 
 
-def _score(spaces: dict, labels, is_paired: bool, ks, chunk_size) -> tuple[dict, dict]:
+def _score(spaces: dict, labels, is_paired: bool, ks, chunk_size, ctx: EvalContext) -> tuple[dict, dict]:
     """Metrics of every method, pair and direction, and the ranks behind each recall curve."""
     results: dict = {}
     curves: dict[tuple, dict[str, np.ndarray]] = {}
-    for method, by_pair in spaces.items():
-        results[method] = {}
-        for (a, b), (qa, gb) in by_pair.items():
-            pair_res = {}
-            for src, dst, x, y in ((a, b, qa, gb), (b, a, gb, qa)):
-                pair_res[f"{src}->{dst}"], ranks = _direction_metrics(x, y, labels, is_paired, ks, chunk_size)
-                curves.setdefault((a, b), {})[f"{src}->{dst} ({method})"] = ranks
-            results[method][f"{a}<->{b}"] = pair_res
+    total = sum(2 * len(by_pair) for by_pair in spaces.values())
+    with ctx.progress_bar(total=total, desc="score", unit="direction") as bar:
+        for method, by_pair in spaces.items():
+            results[method] = {}
+            for (a, b), (qa, gb) in by_pair.items():
+                pair_res = {}
+                for src, dst, x, y in ((a, b, qa, gb), (b, a, gb, qa)):
+                    pair_res[f"{src}->{dst}"], ranks = _direction_metrics(x, y, labels, is_paired, ks, chunk_size)
+                    curves.setdefault((a, b), {})[f"{src}->{dst} ({method})"] = ranks
+                    bar.update(1)
+                results[method][f"{a}<->{b}"] = pair_res
     return results, curves
 
 
@@ -187,35 +211,41 @@ def _retrieval_figures(out_dir, space, curves, maps, labels, paired, ctx, option
 
     figures: dict[str, str] = {}
     n = next(iter(maps.values())).embeddings.shape[0]
-    for (a, b), named in curves.items():
-        name = f"recall_{slug(a)}-{slug(b)}.png"
-        plot_recall_curves(named, out_dir / name, max_k=min(50, n), title=f"recall@k, {a} <-> {b}")
-        figures[f"recall@k {a}<->{b}"] = name
-    grids = []  # (title, file, query rows, hit rows [Q, k], query field, gallery field)
-    k = min(GRID_HITS, n)
-    rows = _grid_rows(n, options.grid_queries)
-    for (a, b), (qa, gb) in space.items():
-        for src, dst, x, y in ((a, b, qa, gb), (b, a, gb, qa)):
-            hits = top_k(x[rows], y, k).numpy()
-            grids.append((f"{src} -> {dst} ({method})", f"grid_{slug(src)}-{slug(dst)}.png", rows, hits, src, dst))
-    wanted = {int(i) for _, _, r, h, _, _ in grids for i in (*r, *h.reshape(-1))}
-    values = _pick_samples(ctx.samples(ctx.split), wanted)
-    keys = next(iter(maps.values())).keys
-    for title, name, rows_, hits, src, dst in grids:
-        correct = hit_grades(rows_, hits, labels, paired)
-        queries = [_thumb(values[i], src) for i in rows_]
-        hit_vals = [[_thumb(values[j], dst) for j in row] for row in hits]
-        captions = [f"{keys[i]}" + ("" if labels is None else f" y={labels[i]}") for i in rows_]
-        legend = "green: the paired item, amber: same class, red: other" if paired else "green: same class, red: other"
-        plot_retrieval_grid(
-            queries, hit_vals, correct, out_dir / name, title=f"{title}\n{legend}", query_titles=captions
-        )
-        figures[f"top-{k} hits {title}"] = name
-    for f, emb in maps.items():
-        name = f"map_{slug(f)}.png"
-        space = "learned" if method == "learned" else "raw inputs"
-        plot_embedding_map(emb.embeddings, emb.labels, out_dir / name, method=ctx.map_method, title=f"{f} ({space})")
-        figures[f"{ctx.map_method} map {f}"] = name
+    with ctx.progress_bar(total=len(curves) + 2 * len(space) + len(maps), desc="plots", unit="figure") as bar:
+        for (a, b), named in curves.items():
+            name = f"recall_{slug(a)}-{slug(b)}.png"
+            plot_recall_curves(named, out_dir / name, max_k=min(50, n), title=f"recall@k, {a} <-> {b}")
+            figures[f"recall@k {a}<->{b}"] = name
+            bar.update(1)
+        grids = []  # (title, file, query rows, hit rows [Q, k], query field, gallery field)
+        k = min(GRID_HITS, n)
+        rows = _grid_rows(n, options.grid_queries)
+        for (a, b), (qa, gb) in space.items():
+            for src, dst, x, y in ((a, b, qa, gb), (b, a, gb, qa)):
+                hits = top_k(x[rows], y, k).numpy()
+                grids.append((f"{src} -> {dst} ({method})", f"grid_{slug(src)}-{slug(dst)}.png", rows, hits, src, dst))
+        wanted = {int(i) for _, _, r, h, _, _ in grids for i in (*r, *h.reshape(-1))}
+        values = _pick_samples(ctx.samples(ctx.split), wanted)
+        keys = next(iter(maps.values())).keys
+        for title, name, rows_, hits, src, dst in grids:
+            correct = hit_grades(rows_, hits, labels, paired)
+            queries = [_thumb(values[i], src) for i in rows_]
+            hit_vals = [[_thumb(values[j], dst) for j in row] for row in hits]
+            captions = [f"{keys[i]}" + ("" if labels is None else f" y={labels[i]}") for i in rows_]
+            legend = (
+                "green: the paired item, amber: same class, red: other" if paired else "green: same class, red: other"
+            )
+            plot_retrieval_grid(
+                queries, hit_vals, correct, out_dir / name, title=f"{title}\n{legend}", query_titles=captions
+            )
+            figures[f"top-{k} hits {title}"] = name
+            bar.update(1)
+        for f, emb in maps.items():
+            name = f"map_{slug(f)}.png"
+            kind = "learned" if method == "learned" else "raw inputs"
+            plot_embedding_map(emb.embeddings, emb.labels, out_dir / name, method=ctx.map_method, title=f"{f} ({kind})")
+            figures[f"{ctx.map_method} map {f}"] = name
+            bar.update(1)
     return figures
 
 
@@ -232,5 +262,3 @@ def _pick_samples(samples: Iterable[dict], wanted: set[int]) -> dict[int, dict]:
 
 def _thumb(sample: dict, field: str) -> tuple:
     return sample[field], sample.get(f"{field}.sample_rate")
-
-
