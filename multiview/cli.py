@@ -65,12 +65,21 @@ def main(argv: list[str] | None = None) -> int:
 def _log_to_stderr() -> None:
     """The library's INFO lines (what a streamed epoch cuts or pads, sources read as a split) on stderr, once."""
     logger = logging.getLogger("multiview")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record comes (``main`` may run many times in one
+    process -- tests, notebooks -- with stderr replaced in between)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
