@@ -8,14 +8,14 @@ What is checked, per training step (2 steps, SGD in between):
   ones (the bank update uses the gathered vectors and indices).
 """
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from .conftest import run_two_processes
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")
 
@@ -24,21 +24,7 @@ WORKER = Path(__file__).with_name("_ddp_worker.py")
 def results(tmp_path_factory):
     if shutil.which("torchrun") is None and not sys.executable:
         pytest.skip("torchrun not available")
-    out = tmp_path_factory.mktemp("ddp")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(WORKER),
-        str(out),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    return run_two_processes(WORKER, tmp_path_factory.mktemp("ddp"))
 
 
 @pytest.mark.distributed

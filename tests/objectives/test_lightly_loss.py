@@ -1,7 +1,6 @@
 """The ``lightly`` objective: lightly's own values and gradients through the registry, clear errors, a real 2-process
 gather (torchrun, gloo) that matches one process on the global batch, and a short training run from a recipe."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ from lightly import loss as lightly_losses
 from multiview.encoders.features import Features
 from multiview.objectives import create, lightly_loss
 from multiview.objectives.lightly_loss import available_pair_losses
+
+from .conftest import run_two_processes
 
 WORKER = Path(__file__).with_name("_ddp_lightly_worker.py")
 
@@ -124,21 +125,7 @@ def test_importing_the_objectives_does_not_import_lightly():
 
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp_lightly")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(WORKER),
-        str(out),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    return run_two_processes(WORKER, tmp_path_factory.mktemp("ddp_lightly"))
 
 
 def _assert_ddp_matches(results, kind, reference):
