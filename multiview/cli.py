@@ -83,3 +83,7 @@ class _Stderr(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
