@@ -10,12 +10,23 @@ random crop of ``duration`` seconds, a time shift (zero-filled delay of up to +-
 recording), then -- for all views in one call -- ``MelSpectrogram`` + ``AmplitudeToDB`` (top_db per view),
 per-view standardisation and SpecAugment frequency/time masks drawn from the sample's generator.
 Output views: float32 ``[1, n_mels, frames]``.
+
+Optional per-view waveform transforms (all off by default; when off they draw nothing, so the views of the
+options above are unchanged): speed perturbation (``speed``: resampling by a rational approximation of the
+factor), time stretch without pitch change (``stretch``: phase vocoder on the STFT), pitch shift (``pitch``
+semitones: phase-vocoder stretch + resampling), random crop length (``crop_duration``), peaking equalisation
+(``eq_p``) and band-pass (``bandpass_p``) biquads, reverberation with a synthetic room impulse response
+(``reverb_p``, ``rt60``) and loudness normalisation (``loudness_db``). The functions behind them
+(``speed_perturb``, ``time_stretch``, ``pitch_shift``, ``synthetic_rir``, ``reverberate``, ``normalize_rms``)
+are public and work on any ``[..., T]`` waveform.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +61,129 @@ def _mono(wave_: Any, where: str) -> torch.Tensor:
     return (wave_.mean(0) if wave_.ndim == 2 else wave_).float()
 
 
+# -- waveform transforms (pure functions of [..., T] waveforms; the generator draws their parameters) -------
+_MAX_DENOMINATOR = 24  # speed factors as p/q with q <= 24: resampling kernels stay small, error < 1e-3
+
+
+def rational(factor: float) -> Fraction:
+    """``factor`` as a small fraction ``p/q`` (what ``torchaudio.functional.resample`` runs fast with)."""
+    return Fraction(factor).limit_denominator(_MAX_DENOMINATOR)
+
+
+def speed_perturb(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Play ``x [..., T]`` ``factor`` times faster: ``[..., ~T / factor]``, every frequency times ``factor``.
+
+    Resamples from ``p`` to ``q`` where ``p/q`` is ``rational(factor)`` (0.8 -> 4/5: 1.25x longer).
+    """
+    import torchaudio.functional as F
+
+    frac = rational(factor)
+    if frac == 1:
+        return x
+    return F.resample(x, frac.numerator, frac.denominator)
+
+
+def _stft_size(sample_rate: int) -> int:
+    """A ~32 ms power-of-two FFT size for the phase vocoder (512 at 16 kHz)."""
+    return 2 ** max(6, round(math.log2(0.032 * sample_rate)))
+
+
+def time_stretch(x: torch.Tensor, rate: float, n_fft: int = 512) -> torch.Tensor:
+    """Speed ``x [..., T]`` up by ``rate`` keeping its pitch: ``[..., round(T / rate)]``.
+
+    ``torchaudio.functional.phase_vocoder`` on a Hann STFT (hop ``n_fft // 4``), back with ``istft``,
+    rescaled to the input's RMS.
+    """
+    import torchaudio.functional as F
+
+    if rate == 1.0:
+        return x
+    length = x.shape[-1]
+    out_len = max(1, round(length / rate))
+    if length < n_fft:  # the STFT needs at least one full frame; the zero tail is trimmed below
+        x = torch.nn.functional.pad(x, (0, n_fft - length))
+    hop = n_fft // 4
+    window = torch.hann_window(n_fft, dtype=x.dtype)
+    lead = x.shape[:-1]
+    spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, window=window, return_complex=True)
+    advance = torch.linspace(0, math.pi * hop, n_fft // 2 + 1, dtype=x.dtype).unsqueeze(1)
+    spec = F.phase_vocoder(spec, rate, advance)
+    full = round(x.shape[-1] / rate)
+    y = torch.istft(spec, n_fft, hop, window=window, length=full)[..., :out_len]
+    if y.shape[-1] < out_len:
+        y = torch.nn.functional.pad(y, (0, out_len - y.shape[-1]))
+    # The vocoder loses level when it slows down (a 440 Hz tone at rate 0.5: -4.7 dB); keep the RMS.
+    rms_in = x.reshape(y.shape[0], -1).pow(2).mean(-1, keepdim=True).sqrt() * math.sqrt(x.shape[-1] / length)
+    y = y * (rms_in / y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12))
+    return y.reshape(*lead, out_len)
+
+
+def pitch_shift(x: torch.Tensor, semitones: float, n_fft: int = 512) -> torch.Tensor:
+    """Shift the pitch of ``x [..., T]`` by ``semitones`` keeping its length and tempo: ``[..., T]``.
+
+    A phase-vocoder stretch by ``1/f`` then a resampling speed-up by ``f``, with ``f`` the rational
+    approximation of ``2 ** (semitones / 12)`` (``torchaudio.functional.pitch_shift`` resamples between
+    ``sample_rate / f`` and ``sample_rate``, whose gcd is often 1: a kernel of thousands of phases per call).
+    """
+    if semitones == 0:
+        return x
+    frac = rational(2.0 ** (semitones / 12.0))
+    length = x.shape[-1]
+    y = speed_perturb(time_stretch(x, 1.0 / float(frac), n_fft), float(frac))
+    if y.shape[-1] < length:
+        return torch.nn.functional.pad(y, (0, length - y.shape[-1]))
+    return y[..., :length]
+
+
+def synthetic_rir(rt60: float, sample_rate: int, generator: torch.Generator) -> torch.Tensor:
+    """A room impulse response ``[round(rt60 * sample_rate)]``: Gaussian noise under an exponential decay
+    whose energy falls 60 dB in ``rt60`` seconds, a unit direct path first, unit energy overall."""
+    n = max(2, round(rt60 * sample_rate))
+    t = torch.arange(n, dtype=torch.float32) / sample_rate
+    h = torch.randn(n, generator=generator) * torch.pow(10.0, -3.0 * t / rt60)
+    h[0] = 1.0
+    return h / h.pow(2).sum().sqrt()
+
+
+def reverberate(x: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
+    """``x [..., T]`` convolved with ``rir [L]`` (FFT), cut to ``T`` samples and rescaled to ``x``'s RMS."""
+    import torchaudio.functional as F
+
+    y = F.fftconvolve(x, rir.expand(*x.shape[:-1], -1))[..., : x.shape[-1]]
+    scale = x.pow(2).mean(-1, keepdim=True).sqrt() / y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
+    return y * scale
+
+
+def normalize_rms(x: torch.Tensor, target_db: float) -> torch.Tensor:
+    """``x [..., T]`` scaled to an RMS of ``target_db`` dB re full scale (silence stays silent)."""
+    rms = x.pow(2).mean(-1, keepdim=True).sqrt()
+    return x * (10.0 ** (target_db / 20.0) / rms.clamp_min(1e-8)) * (rms > 1e-8)
+
+
+def _biquad(kind: str, x: torch.Tensor, sample_rate: int, freq: float, q: float, gain_db: float = 0.0):
+    """A torchaudio biquad on ``x [T]``; the input is scaled down first and back after (the filter is
+    linear) because torchaudio's ``lfilter`` clamps its output to [-1, 1]."""
+    import torchaudio.functional as F
+
+    scale = float(x.abs().max()) * 10.0 ** (max(gain_db, 0.0) / 20.0) * 4.0
+    if scale == 0.0:
+        return x
+    if kind == "eq":
+        y = F.equalizer_biquad(x / scale, sample_rate, freq, gain_db, q)
+    else:
+        y = F.bandpass_biquad(x / scale, sample_rate, freq, q)
+    return y * scale
+
+
+def _optional_range(name: str, value: Any, **bounds: float) -> tuple[float, float] | None:
+    """``None`` (the option off) or a checked ``(lo, hi)``; a single number ``v`` means ``(v, v)``."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value, value)
+    return check_range(name, value, **bounds)
+
+
 @register("audio")
 class AudioViews(ViewGenerator):
     """Log-mel views of one clip (see the module docstring for the pipeline).
@@ -69,6 +203,24 @@ class AudioViews(ViewGenerator):
         normalize: standardise each view (zero mean, unit variance over its spectrogram) when True.
         freq_masks, freq_width, time_masks, time_width: SpecAugment: how many masks of up to how many mel
             bins / frames (filled with 0, the mean after standardisation).
+        speed: ``None`` (off) or the range of the speed factor (e.g. ``(0.8, 1.25)``; 0.8 is 1.25x longer
+            and lower); resampling by the rational approximation of the factor (denominator <= 24).
+        stretch: ``None`` or the range of the time-stretch rate (phase vocoder: tempo changes, pitch does not).
+        pitch: ``None`` or the range of the pitch shift in semitones (phase vocoder + resampling).
+        crop_duration: ``None`` or the range (seconds, at most ``duration``) of the content of each view:
+            a crop of that length, zero-padded to ``duration``.
+        eq_p, eq_freq, eq_gain_db, eq_q: probability of a peaking-equaliser biquad per view, the range of
+            its centre frequency (Hz, drawn log-uniformly), of its gain (dB) and its Q.
+        bandpass_p, bandpass_freq, bandpass_q: probability of a band-pass biquad per view, the range of its
+            centre frequency (Hz, log-uniform) and its Q.
+        reverb_p, rt60: probability of reverberation per view and the range of the RT60 (seconds) of its
+            synthetic room impulse response (``synthetic_rir``; the reverberant view keeps its RMS).
+        loudness_db: ``None`` or a target RMS in dB re full scale (a number or a range drawn per view),
+            applied before ``gain_db``.
+
+    The new transforms run per view in this order: speed, stretch, pitch (on a crop long enough to give
+    the view's length after them), crop length, shift, equaliser, band-pass, reverberation, loudness, gain,
+    noise. Each draws its numbers from the view's generator only when it is on.
 
     Eval mode: a centre crop, no shift, gain, noise or masks.
 
@@ -107,6 +259,20 @@ class AudioViews(ViewGenerator):
         freq_width: int = 8,
         time_masks: int = 2,
         time_width: int = 10,
+        speed: Sequence[float] | None = None,
+        stretch: Sequence[float] | None = None,
+        pitch: Sequence[float] | None = None,
+        crop_duration: Sequence[float] | None = None,
+        eq_p: float = 0.0,
+        eq_freq: Sequence[float] = (100.0, 4000.0),
+        eq_gain_db: Sequence[float] = (-12.0, 12.0),
+        eq_q: float = 1.0,
+        bandpass_p: float = 0.0,
+        bandpass_freq: Sequence[float] = (300.0, 3000.0),
+        bandpass_q: float = 0.707,
+        reverb_p: float = 0.0,
+        rt60: Sequence[float] = (0.2, 0.8),
+        loudness_db: float | Sequence[float] | None = None,
         seed: int = 0,
         train: bool = True,
     ):
@@ -155,6 +321,28 @@ class AudioViews(ViewGenerator):
             power=2.0,
         )
         self._to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=top_db)
+        # -- the optional waveform transforms (None / probability 0: off, nothing drawn) --
+        self.speed = _optional_range("speed", speed, low=0.1, high=10.0)
+        self.stretch = _optional_range("stretch", stretch, low=0.1, high=10.0)
+        self.pitch = _optional_range("pitch", pitch, low=-24.0, high=24.0)
+        self.crop_duration = _optional_range("crop_duration", crop_duration, low=1.0 / sample_rate, high=duration)
+        nyquist = sample_rate / 2.0
+        for name, value in (("eq_p", eq_p), ("bandpass_p", bandpass_p), ("reverb_p", reverb_p)):
+            check_probability(name, value)
+        check_positive("eq_q", eq_q)
+        check_positive("bandpass_q", bandpass_q)
+        self.eq_p, self.eq_q = eq_p, eq_q
+        self.bandpass_p, self.bandpass_q = bandpass_p, bandpass_q
+        self.reverb_p = reverb_p
+        # Centre frequencies must lie below Nyquist only where the filter is on (the defaults suit 16 kHz).
+        self.eq_freq = check_range("eq_freq", eq_freq, low=1.0, high=nyquist * 0.99 if eq_p > 0 else math.inf)
+        self.bandpass_freq = check_range(
+            "bandpass_freq", bandpass_freq, low=1.0, high=nyquist * 0.99 if bandpass_p > 0 else math.inf
+        )
+        self.eq_gain_db = check_range("eq_gain_db", eq_gain_db, low=-40.0, high=40.0)
+        self.rt60 = check_range("rt60", rt60, low=0.01, high=5.0)
+        self.loudness_db = _optional_range("loudness_db", loudness_db, low=-100.0, high=0.0)
+        self._stft_size = _stft_size(sample_rate)
 
     # -- set-up -------------------------------------------------------------------------------------------
     def _resample(self, x: torch.Tensor, rate: int) -> torch.Tensor:
@@ -224,6 +412,42 @@ class AudioViews(ViewGenerator):
             out[:k] = x[-k:]
         return out
 
+    @staticmethod
+    def _log_uniform(u: Uniforms, lo: float, hi: float) -> float:
+        return math.exp(u.uniform(math.log(lo), math.log(hi)))
+
+    def _crop(self, wav: torch.Tensor, u: Uniforms) -> torch.Tensor:
+        """One view's ``[n_samples]`` crop of ``wav [T]``, sped up / stretched / pitch-shifted / shortened
+        when those options are on (all off: ``_window(wav, start)`` with the same single draw as before)."""
+        speed = u.uniform(*self.speed) if self.speed else 1.0
+        stretch = u.uniform(*self.stretch) if self.stretch else 1.0
+        semitones = u.uniform(*self.pitch) if self.pitch else 0.0
+        length = max(1, round(u.uniform(*self.crop_duration) * self.sample_rate)) if self.crop_duration else None
+        content = length or self.n_samples
+        span = max(1, math.ceil(content * float(rational(speed)) * stretch)) if self.speed or self.stretch else content
+        start = u.randint(0, max(1, wav.shape[0] - span + 1))
+        x = wav[start : start + span]
+        if self.speed:
+            x = speed_perturb(x, speed)
+        if self.stretch:
+            x = time_stretch(x, stretch, self._stft_size)
+        if self.pitch:
+            x = pitch_shift(x, semitones, self._stft_size)
+        return self._window(x[:content], 0)
+
+    def _filters(self, x: torch.Tensor, u: Uniforms, generator: torch.Generator) -> torch.Tensor:
+        """Equaliser, band-pass, reverberation and loudness of one view ``x [n_samples]`` (those that are on)."""
+        if self.eq_p > 0 and u.bernoulli(self.eq_p):
+            freq, gain = self._log_uniform(u, *self.eq_freq), u.uniform(*self.eq_gain_db)
+            x = _biquad("eq", x, self.sample_rate, freq, self.eq_q, gain)
+        if self.bandpass_p > 0 and u.bernoulli(self.bandpass_p):
+            x = _biquad("bandpass", x, self.sample_rate, self._log_uniform(u, *self.bandpass_freq), self.bandpass_q)
+        if self.reverb_p > 0 and u.bernoulli(self.reverb_p):
+            x = reverberate(x, synthetic_rir(u.uniform(*self.rt60), self.sample_rate, generator))
+        if self.loudness_db:
+            x = normalize_rms(x, u.uniform(*self.loudness_db))
+        return x
+
     def _noise(self, u: Uniforms, generator: torch.Generator) -> torch.Tensor:
         """One noise excerpt ``[n_samples]`` (Gaussian, or a bank recording tiled and cut at random)."""
         if self.noise_kind == "gaussian":
@@ -238,9 +462,8 @@ class AudioViews(ViewGenerator):
         """Random waveform views ``[V, n_samples]`` of a mono clip ``wav [T]``."""
         views, gains, noises, snrs = [], [], [], []
         for _ in range(self.n_views):
-            start = u.randint(0, max(1, wav.shape[0] - self.n_samples + 1))
-            x = self._shift(self._window(wav, start), u.randint(-self.max_shift, self.max_shift + 1))
-            views.append(x)
+            x = self._shift(self._crop(wav, u), u.randint(-self.max_shift, self.max_shift + 1))
+            views.append(self._filters(x, u, generator))
             gains.append(10.0 ** (u.uniform(*self.gain_db) / 20.0))
             if self.noise_kind is not None and u.bernoulli(self.noise_p):
                 noises.append(self._noise(u, generator))
