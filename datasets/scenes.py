@@ -4,6 +4,9 @@ Each scene: one main object (shape, colour, size, texture) and up to a few distr
 a light whose direction varies per scene, seen from K cameras at known poses on a ring (or a sphere) around it.
 
     python datasets/scenes.py --out shards/scenes [--train 3000 --test 500 --cameras 4 --size 64 --layout ring]
+
+--masks also writes camK_mask.png per camera, what each pixel shows: 0 ground/sky, 1 the main object, 2.. the
+distractors (ground truth for `multiview eval segment`).
 """
 
 from multiview.builders import scenes

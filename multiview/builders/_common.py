@@ -34,13 +34,21 @@ def write(
     extra: Mapping[str, Any],
     maxcount: int = 1000,
     show_progress: bool = False,
+    modalities: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Write the splits through ``multiview.data.write_dataset`` and return its manifest."""
+    """Write the splits through ``multiview.data.write_dataset`` and return its manifest (``modalities``
+    overrides the inferred modality of a field, as there)."""
     from multiview.data import write_dataset
 
     wrapped = {name: progress(samples, totals.get(name), name, show_progress) for name, samples in splits.items()}
     return write_dataset(
-        out_dir, wrapped, builder=builder, builder_args=dict(builder_args), maxcount=maxcount, extra=dict(extra)
+        out_dir,
+        wrapped,
+        builder=builder,
+        builder_args=dict(builder_args),
+        maxcount=maxcount,
+        extra=dict(extra),
+        modalities=modalities,
     )
 
 

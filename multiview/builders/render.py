@@ -16,8 +16,8 @@ Examples:
     >>> scene = SceneBatch.single(shapes=["sphere"], centres=[[0, 0.5, 0]], scales=[0.5], colours=[[1, 0, 0]])
     >>> cams = ring_cameras(4, elevation=25.0, distance=4.0, fov=40.0)
     >>> out = render(scene, cameras_to_tensors([cams]), size=32)
-    >>> out["rgb"].shape, out["object"].shape
-    (torch.Size([1, 4, 32, 32, 3]), torch.Size([1, 4, 32, 32]))
+    >>> out["rgb"].shape, out["object"].shape, out["mask"].unique().tolist()
+    (torch.Size([1, 4, 32, 32, 3]), torch.Size([1, 4, 32, 32]), [0, 1])
 """
 
 from __future__ import annotations
@@ -423,7 +423,10 @@ def render(
     Returns:
         ``rgb`` uint8 ``[S, K, size, size, 3]``; ``object`` long ``[S, K, size, size]``: the object slot seen
         at each pixel centre (-1 for ground and sky, from the full-resolution pass's pixel centres when
-        ``supersample`` is 1, else from the centre sub-sample); ``depth`` float ``[S, K, size, size]``.
+        ``supersample`` is 1, else from the centre sub-sample); ``depth`` float ``[S, K, size, size]``;
+        ``mask`` uint8 ``[S, K, size, size]``: what each pixel shows as a label, 0 for ground and sky and
+        ``1 + slot`` for an object (see :func:`majority_labels`: with ``supersample`` the label most of the
+        pixel's sub-samples show, like the averaged colour, rather than the one sub-sample ``object`` reads).
     """
     if size < 1 or supersample < 1:
         raise ValueError(f"size and supersample must be >= 1, got size={size}, supersample={supersample}")
@@ -464,7 +467,28 @@ def render(
     obj = torch.where(on_object, hit["slot"], -1)
     obj = rearrange(obj, "s k (h w) -> s k h w", **grid)[..., centre::supersample, centre::supersample]
     depth = rearrange(t, "s k (h w) -> s k h w", **grid)[..., centre::supersample, centre::supersample]
-    return {"rgb": rgb8, "object": obj, "depth": depth}
+    labels = rearrange(torch.where(on_object, hit["slot"] + 1, 0), "s k (h w) -> s k h w", **grid)
+    mask = majority_labels(labels, supersample, n_labels=scene.shape.shape[1] + 1)
+    return {"rgb": rgb8, "object": obj, "depth": depth, "mask": mask}
+
+
+def majority_labels(labels: torch.Tensor, factor: int, n_labels: int) -> torch.Tensor:
+    """Labels of ``factor x factor`` blocks: ``[..., H * factor, W * factor]`` ints in ``[0, n_labels)`` ->
+    uint8 ``[..., H, W]``, the label most of a block's sub-samples carry; a tie goes to the lowest label.
+
+    Examples:
+        >>> majority_labels(torch.tensor([[0, 2], [2, 1]]), 2, n_labels=3)
+        tensor([[2]], dtype=torch.uint8)
+    """
+    if n_labels > 256:
+        raise ValueError(f"a uint8 mask holds at most 256 labels, got n_labels={n_labels}")
+    if factor == 1:
+        return labels.to(torch.uint8)
+    lead, (h, w) = labels.shape[:-2], labels.shape[-2:]
+    blocks = rearrange(labels.reshape(-1, h, w), "n (h a) (w b) -> n h w (a b)", a=factor, b=factor)
+    votes = torch.nn.functional.one_hot(blocks, n_labels).sum(-2)  # [N, H, W, n_labels]
+    # argmax returns the first of equal maxima: ties go to the lower label (background, then the main object)
+    return votes.argmax(-1).to(torch.uint8).reshape(*lead, h // factor, w // factor)
 
 
 def _object_albedo(scene: SceneBatch, hit: dict[str, torch.Tensor]) -> torch.Tensor:

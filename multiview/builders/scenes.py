@@ -3,7 +3,8 @@
 Each scene is drawn from its own random stream (``seed``, split, scene index), so any scene can be rebuilt alone
 and a build does not depend on the batch size. The main object's attributes are the labels: ``label`` is its
 shape class and ``colour`` its colour class; size, texture, pose, lighting and the distractors go in ``meta``.
-All cameras of a scene see the same objects under the same light: views differ only in viewpoint.
+All cameras of a scene see the same objects under the same light: views differ only in viewpoint. With
+``masks=True`` each camera also gets a ground-truth label image ``cam{i}_mask.png`` (:data:`MASK_LABELS`).
 
 Examples:
     >>> config = ScenesConfig(n_cameras=2, size=16)
@@ -49,6 +50,12 @@ COLOURS = {
 SIZES = {"small": 0.45, "medium": 0.6, "large": 0.75}  # scale of the main object (its half-extent)
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 LOOK_AT = (0.0, 0.4, 0.0)
+MASK_MODALITY = "mask"  # not "camera": a camera count (evaluation, the cameras view generator) must not see masks
+MASK_LABELS = (
+    "uint8 label per pixel, the size of the camera image: 0 ground and sky, 1 the main object, 2 + i the i-th "
+    "distractor (meta.json objects[1 + i], in the order they were drawn); with supersample > 1 the label most of "
+    "the pixel's sub-samples show (ties to the lower label)"
+)
 
 
 @dataclass
@@ -57,6 +64,7 @@ class ScenesConfig:
 
     ``layout="ring"``: cameras evenly spaced in azimuth at ``elevation`` (a random azimuth offset per scene);
     ``layout="sphere"``: each camera at a random azimuth and an elevation drawn from ``elevation_range``.
+    ``masks``: also write ``cam{i}_mask.png`` per camera (:data:`MASK_LABELS`); the other fields are unchanged.
     """
 
     n_cameras: int = 4
@@ -69,6 +77,7 @@ class ScenesConfig:
     max_distractors: int = 2
     shadows: bool = True
     supersample: int = 1
+    masks: bool = False
 
     def __post_init__(self):
         if self.layout not in ("ring", "sphere"):
@@ -224,22 +233,27 @@ def iter_scene_samples(
     """Yield ``n`` shard samples (scenes ``start .. start + n - 1`` of ``split``), rendering in batches.
 
     A sample: ``cam{i}.png`` uint8 ``[H, W, 3]`` for each camera, ``cams.json`` (a list of per-camera pose
-    dicts), ``label.cls`` (shape class), ``colour.cls`` (colour class), ``meta.json`` (every attribute).
+    dicts), ``label.cls`` (shape class), ``colour.cls`` (colour class), ``meta.json`` (every attribute); with
+    ``config.masks`` also ``cam{i}_mask.png`` uint8 ``[H, W]`` (:data:`MASK_LABELS`).
     """
     config = config or ScenesConfig()
     for first in range(start, start + n, batch_size):
         indices = range(first, min(first + batch_size, start + n))
         scenes = [sample_scene(scene_rng(seed, split, i), config) for i in indices]
-        rgb = render_scenes(scenes, config)["rgb"].numpy()
+        out = render_scenes(scenes, config)
+        rgb = out["rgb"].numpy()
+        masks = out["mask"].numpy() if config.masks else [None] * len(scenes)
         for j, (index, scene) in enumerate(zip(indices, scenes)):
-            yield _sample(index, scene, rgb[j], seed, split)
+            yield _sample(index, scene, rgb[j], seed, split, masks[j])
 
 
-def _sample(index: int, scene: dict, rgb: np.ndarray, seed: int, split: str) -> dict:
+def _sample(index: int, scene: dict, rgb: np.ndarray, seed: int, split: str, masks: np.ndarray | None) -> dict:
     main = scene["objects"][0]
     sample = {"__key__": f"scene{index:06d}"}
     for k in range(rgb.shape[0]):
         sample[f"cam{k}.png"] = np.ascontiguousarray(rgb[k])
+        if masks is not None:
+            sample[f"cam{k}_mask.png"] = np.ascontiguousarray(masks[k])
     cams = scene["cameras"]
     meta = {key: value for key, value in scene.items() if key != "cameras"}
     meta |= {"index": index, "seed": seed, "split": split, "main": main, "n_objects": len(scene["objects"])}
@@ -256,6 +270,7 @@ def vocabulary(config: ScenesConfig) -> dict:
         "colours": list(COLOURS),
         "sizes": list(SIZES),
         "textures": list(TEXTURES),
+        **({"mask": MASK_LABELS} if config.masks else {}),
         "config": asdict(config),
         "camera_convention": (
             "position = look_at + distance * (cos(el) sin(az), sin(el), cos(el) cos(az)); y up; fov vertical, "
@@ -282,6 +297,7 @@ def build(
     for split, n in counts.items():
         if n < 1:
             raise ValueError(f"n_{split} must be >= 1, got {n}")
+    masks = {f"cam{k}_mask.png": MASK_MODALITY for k in range(config.n_cameras)} if config.masks else {}
     return write(
         out_dir,
         {split: iter_scene_samples(n, split, seed, config, batch_size) for split, n in counts.items()},
@@ -291,6 +307,7 @@ def build(
         extra=vocabulary(config),
         maxcount=maxcount,
         show_progress=show_progress,
+        modalities=masks,
     )
 
 
@@ -311,6 +328,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-distractors", type=int, default=d.max_distractors)
     parser.add_argument("--no-shadows", action="store_true", help="skip the shadow pass (faster)")
     parser.add_argument("--supersample", type=int, default=d.supersample, help="anti-aliasing factor (1 = off)")
+    parser.add_argument(
+        "--masks",
+        action="store_true",
+        help="also write cam{i}_mask.png per camera: 0 ground/sky, 1 the main object, 2.. the distractors",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32, help="scenes rendered at once")
     parser.add_argument(
@@ -334,6 +356,7 @@ def build_from_args(args: argparse.Namespace) -> dict:
         max_distractors=args.max_distractors,
         shadows=not args.no_shadows,
         supersample=args.supersample,
+        masks=args.masks,
     )
     return build(
         args.out,

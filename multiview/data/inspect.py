@@ -104,10 +104,12 @@ def _log_mel(wave: torch.Tensor, rate: int) -> np.ndarray:
 
 
 def _draw(ax, value: Any, modality: str, sample: dict, name: str) -> None:
-    """Draw one field: an image, a log-mel spectrogram, a heatmap of a sensor array or a vector's line."""
+    """Draw one field: an image, a label mask, a log-mel spectrogram, a heatmap of a sensor array or a vector's line."""
     if modality in ("image", "camera"):
         img = value.permute(1, 2, 0).numpy()
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img[..., :3], cmap="gray", vmin=0, vmax=255)
+    elif modality == "mask":  # labels 0..9 in tab10's ten distinct colours
+        ax.imshow(value.reshape(value.shape[-2:]).numpy(), cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
     elif modality == "audio":
         rate = sample.get(f"{name}.sample_rate", 16000)
         wave = value if value.ndim == 2 else value.reshape(1, -1)

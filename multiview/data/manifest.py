@@ -34,7 +34,8 @@ MANIFEST_NAME = "manifest.json"
 WRITING_MARKER = ".multiview-writing"  # present while write_dataset writes a folder: a crash leaves it behind
 FORMAT = "multiview-shards"
 VERSION = 1
-MODALITIES = ("image", "audio", "sensor", "vector", "label", "meta", "camera")
+# "mask": a per-pixel label image (ground truth for segmentation), never inferred: a builder declares it
+MODALITIES = ("image", "audio", "sensor", "vector", "label", "meta", "camera", "mask")
 _CAMERA_RE = re.compile(r"^(?P<group>(?:[A-Za-z0-9_-]*_)?cam(?:era)?)(?P<index>\d+)$")
 
 

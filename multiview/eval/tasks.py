@@ -27,7 +27,7 @@ from multiview.eval.report import write_json, write_markdown
 from multiview.eval.retrieval import hit_grades  # noqa: F401 (part of this module's API)
 
 SamplesFn = Callable[[str], Iterable[dict]]
-NON_VIEW_MODALITIES = ("label", "meta")
+NON_VIEW_MODALITIES = ("label", "meta", "mask")  # a mask is ground truth for `eval segment`, not a view
 GRID_HITS = 5
 
 
@@ -59,7 +59,7 @@ def read_manifest(data: str | Path, split: str = "test") -> dict:
 
 
 def manifest_view_fields(manifest: dict) -> list[str]:
-    """Field names (extension dropped) whose modality is a view (not label / meta), in manifest order."""
+    """Field names (extension dropped) whose modality is a view (not label / meta / mask), in manifest order."""
     fields = manifest.get("fields", {})
     return [name.split(".", 1)[0] for name, info in fields.items() if info.get("modality") not in NON_VIEW_MODALITIES]
 

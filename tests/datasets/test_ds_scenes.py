@@ -105,3 +105,102 @@ def test_build_writes_camera_shards_that_read_back(tmp_path):
         assert got["cam1"].shape == (3, 32, 32)
         assert torch.equal(got["cam1"], torch.from_numpy(want["cam1.png"]).permute(2, 0, 1))
         assert got["cams"] == want["cams.json"] and got["label"] == want["label.cls"]
+
+
+# ------------------------------------------------------------------------------------------------ masks
+
+MASKED = scenes.ScenesConfig(n_cameras=3, size=32, masks=True)
+
+
+def test_masks_leave_every_other_field_as_it_was():
+    plain, masked = _samples(6), _samples(6, config=MASKED)
+    for a, b in zip(plain, masked):
+        assert sorted(b) == sorted([*a, "cam0_mask.png", "cam1_mask.png", "cam2_mask.png"])
+        for field, value in a.items():
+            same = np.array_equal(value, b[field]) if isinstance(value, np.ndarray) else value == b[field]
+            assert same, field
+        for k in range(3):
+            mask = b[f"cam{k}_mask.png"]
+            assert mask.shape == (32, 32) and mask.dtype == np.uint8  # the camera image's size
+            n_objects = b["meta.json"]["n_objects"]
+            assert set(np.unique(mask).tolist()) <= set(range(n_objects + 1))  # 0, the main object 1, distractors
+            assert (mask == 1).any()  # the main object is always in view
+
+
+def _without_main_object(desc: dict) -> dict:
+    """The same scene with the main object's slot emptied (the renderer skips slots with shape -1)."""
+    gone = {**desc["objects"][0], "shape_id": -1, "position": [0.0, -100.0, 0.0]}
+    return {**desc, "objects": [gone, *desc["objects"][1:]]}
+
+
+def test_mask_is_one_exactly_where_the_main_object_changes_the_image():
+    config = scenes.ScenesConfig(n_cameras=3, size=32, max_distractors=2, shadows=False, masks=True)
+    descs = [scenes.sample_scene(scenes.scene_rng(0, "test", i), config) for i in range(6)]
+    full = scenes.render_scenes(descs, config)
+    empty = scenes.render_scenes([_without_main_object(d) for d in descs], config)
+    changed = (full["rgb"] != empty["rgb"]).any(-1)  # [S, K, H, W]; no shadows: only where it is seen
+    assert torch.equal(full["mask"] == 1, changed)
+    assert torch.equal(full["mask"], (full["object"] + 1).to(torch.uint8))  # no supersampling: the pixel centre
+    distractors = [len(d["objects"]) - 1 for d in descs]
+    assert max(distractors) > 0 and (full["mask"] >= 2).any()  # the scenes drawn here do hold distractors
+    for s, n in enumerate(distractors):
+        assert int(full["mask"][s].max()) <= 1 + n
+
+
+def test_supersampled_mask_is_the_majority_of_the_sub_pixels():
+    config = scenes.ScenesConfig(n_cameras=2, size=16, supersample=2, masks=True)
+    fine = scenes.ScenesConfig(n_cameras=2, size=32, supersample=1, masks=True)
+    descs = [scenes.sample_scene(scenes.scene_rng(0, "train", i), config) for i in range(4)]
+    coarse = scenes.render_scenes(descs, config)["mask"]
+    # the same rays at full resolution: render(size=16, supersample=2) traces the 32 x 32 pixel centres
+    sub = scenes.render_scenes(descs, fine)["mask"].numpy()
+    expected = np.zeros(coarse.shape, dtype=np.uint8)
+    for index in np.ndindex(*coarse.shape):
+        s, k, r, c = index
+        votes = np.bincount(sub[s, k, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2].ravel(), minlength=8)
+        expected[index] = np.argmax(votes)  # the first of equal counts: the lower label
+    assert np.array_equal(coarse.numpy(), expected)
+    assert (coarse == 1).any()
+
+
+def test_main_object_area_in_the_mask_shrinks_as_the_camera_moves_away():
+    near = scenes.ScenesConfig(n_cameras=2, size=48, max_distractors=0, masks=True, distance=4.0)
+    far = scenes.ScenesConfig(n_cameras=2, size=48, max_distractors=0, masks=True, distance=8.0)
+    a = _samples(4, config=near)
+    b = _samples(4, config=far)
+    for x, y in zip(a, b):
+        assert x["meta.json"]["objects"] == y["meta.json"]["objects"]  # the distance draws nothing: same scene
+        for k in range(2):
+            area_near = (x[f"cam{k}_mask.png"] == 1).sum()
+            area_far = (y[f"cam{k}_mask.png"] == 1).sum()
+            assert area_far < 0.45 * area_near  # about (4 / 8)^2 of it, perspective aside
+
+
+def test_build_with_masks_records_them_and_they_read_back(tmp_path):
+    import multiview.data as data
+
+    manifest = scenes.build(tmp_path, n_train=4, n_test=2, config=MASKED, batch_size=4)
+    assert manifest["builder_args"]["masks"] is True and "0 ground and sky" in manifest["extra"]["mask"]
+    entry = manifest["fields"]["cam2_mask.png"]
+    assert entry["modality"] == "mask" and entry["shape"] == [1, 32, 32] and entry["dtype"] == "uint8"
+    assert sum(info["modality"] == "camera" for info in manifest["fields"].values()) == 3  # masks are not cameras
+    read = list(data.iter_samples(tmp_path, "test"))
+    for got, want in zip(read, _samples(2, split="test", config=MASKED)):
+        assert torch.equal(got["cam0_mask"][0], torch.from_numpy(want["cam0_mask.png"]))
+
+
+def test_vocabulary_describes_masks_only_when_they_are_written():
+    assert "mask" not in scenes.vocabulary(CONFIG) and scenes.vocabulary(CONFIG)["config"]["masks"] is False
+    assert "1 the main object" in scenes.vocabulary(MASKED)["mask"]
+
+
+def test_builder_command_line_takes_masks(tmp_path):
+    import json
+
+    from multiview.builders._common import run_builder
+
+    args = ["--out", str(tmp_path), "--train", "2", "--test", "1", "--cameras", "2", "--size", "16", "--masks"]
+    assert run_builder("scenes", [*args, "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["builder_args"]["masks"] is True
+    assert {"cam0_mask.png", "cam1_mask.png"} <= set(manifest["fields"])
