@@ -3,7 +3,7 @@
     >>> import multiview.objectives as objectives
     >>> obj = objectives.create("cmc", views=("view0", "view1"), mode="full", temperature=0.07)
     >>> objectives.names()
-    ['amdim', 'cmc', 'cmi', 'dim', 'lightly', 'sum']
+    ['amdim', 'amdim_mixture', 'cmc', 'cmi', 'dim', 'lightly', 'sum']
 
 Add one with ``@multiview.objectives.register("name")`` on an :class:`Objective` subclass. Estimators (InfoNCE,
 JSD, DV, NWJ, MINE) live in :mod:`multiview.objectives.estimators`; cross-process gathering with gradients in
@@ -23,7 +23,8 @@ register = OBJECTIVES.register
 
 
 def create(name: str, **kwargs: Any):
-    """Build a registered objective by name (``"dim"``, ``"amdim"``, ``"cmc"``, ``"cmi"``, ``"lightly"``, ``"sum"``)."""
+    """Build a registered objective by name (``"dim"``, ``"amdim"``, ``"amdim_mixture"``, ``"cmc"``, ``"cmi"``,
+    ``"lightly"``, ``"sum"``)."""
     return OBJECTIVES.create(name, **kwargs)
 
 
@@ -32,7 +33,7 @@ def names() -> list[str]:
 
 
 # The objective modules register themselves on import; they import ``register`` from here, hence the order.
-from multiview.objectives import amdim, cmc, cmi, dim, lightly_loss  # noqa: E402, F401, I001
+from multiview.objectives import amdim, amdim_mixture, cmc, cmi, dim, lightly_loss  # noqa: E402, F401, I001
 from multiview.objectives.base import AuxStep, Objective, ObjectiveOutput, WeightedSum  # noqa: E402
 
 

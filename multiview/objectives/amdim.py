@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import torch
 from einops import einsum, rearrange
 
+from multiview.core.features import Features
 from multiview.objectives import register
 from multiview.objectives.base import FeatureDict, Objective, ObjectiveOutput
 from multiview.objectives.distributed import gather_with_grad, local_offset, rank_and_world
@@ -74,12 +75,12 @@ class AMDIM(Objective):
     ):
         super().__init__()
         if len(views) != 2:
-            raise ValueError(f"amdim views: expected two view names, got {list(views)}")
+            raise ValueError(f"{self.name} views: expected two view names, got {list(views)}")
         unknown = [t for t in tasks if t not in _TASKS]
         if unknown or not tasks:
-            raise ValueError(f"amdim tasks: expected a non-empty subset of {list(_TASKS)}, got {list(tasks)}")
+            raise ValueError(f"{self.name} tasks: expected a non-empty subset of {list(_TASKS)}, got {list(tasks)}")
         if clip <= 0:
-            raise ValueError(f"amdim clip: expected > 0, got {clip}")
+            raise ValueError(f"{self.name} clip: expected > 0, got {clip}")
         self.views, self.small, self.large = tuple(views), small, large
         self.tasks, self.clip, self.reg_weight, self.seed = tuple(tasks), float(clip), float(reg_weight), seed
         # Counts forward calls so that 5->5 locations differ per step and a resumed run draws the same ones.
@@ -101,7 +102,21 @@ class AMDIM(Objective):
             f = features[view]
             dims = {"global": f.global_.shape[1]} | {k: f.local[k].shape[1] for k in self.requires()[view]}
             if len(set(dims.values())) != 1:
-                raise ValueError(f"objective amdim: expected one feature size D for view {view!r}, got {dims}")
+                raise ValueError(f"objective {self.name}: expected one feature size D for view {view!r}, got {dims}")
+
+    def task_target(self, task: str, target_view: Features) -> torch.Tensor:
+        """The map a task scores against: r5 for 1->5 and 5->5, r7 for 1->7 (``[B, D, H, W]``)."""
+        return target_view.local[self.small if task in ("1t5", "5t5") else self.large]
+
+    def task_source(
+        self, task: str, source_view: Features, locations: torch.Tensor | None, direction: int
+    ) -> torch.Tensor:
+        """The source vectors ``[B, D]``: r1, or for 5->5 the drawn r5 location of each image."""
+        if task != "5t5":
+            return source_view.global_
+        flat = rearrange(source_view.local[self.small], "b d h w -> b (h w) d")
+        rows = torch.arange(flat.shape[0], device=flat.device)
+        return flat[rows, locations[direction].to(flat.device)]
 
     def compute(self, features: FeatureDict, batch: Mapping) -> ObjectiveOutput:
         self._check_dims(features)
@@ -115,13 +130,8 @@ class AMDIM(Objective):
         for task in self.tasks:
             losses, mis = [], []
             for direction, (a, c) in enumerate(pairs):
-                fa, fc = features[a], features[c]
-                if task == "5t5":
-                    flat = rearrange(fa.local[self.small], "b d h w -> b (h w) d")
-                    source = flat[torch.arange(b, device=flat.device), locations[direction].to(flat.device)]
-                else:
-                    source = fa.global_
-                target = fc.local[self.small if task in ("1t5", "5t5") else self.large]
+                source = self.task_source(task, features[a], locations, direction)
+                target = self.task_target(task, features[c])
                 loss, reg, mi = amdim_task(source, target, self.clip, self.reg_weight)
                 losses.append(loss)
                 mis.append(mi)
