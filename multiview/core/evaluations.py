@@ -12,5 +12,5 @@ from multiview.registry import Registry
 
 EVALUATIONS = Registry(
     "evaluation",
-    plugins=("multiview.eval.retrieval_task", "multiview.eval.probe_tasks"),
+    plugins=("multiview.eval.retrieval_task", "multiview.eval.probe_tasks", "multiview.eval.segment_task"),
 )

@@ -11,7 +11,9 @@ Light on import (the CLI imports ``multiview.eval.cli`` to build its parser): th
   ``run_evaluation`` (the registry: ``multiview.core.evaluations.EVALUATIONS``)
 - :mod:`multiview.eval.cache`: ``EvalCache`` (embeddings and raw inputs computed once, shared by evaluations)
 - :mod:`multiview.eval.progress`: progress bars and phase times of an evaluation
-- :mod:`multiview.eval.retrieval_task`, :mod:`multiview.eval.probe_tasks`: the built-in evaluations
+- :mod:`multiview.eval.retrieval_task`, :mod:`multiview.eval.probe_tasks`, :mod:`multiview.eval.segment_task`:
+  the built-in evaluations (segment: maps from :mod:`~multiview.eval.segment_maps`, scores from
+  :mod:`~multiview.eval.segment_metrics`, grids from :mod:`~multiview.eval.segment_plots`)
 - :mod:`multiview.eval.tasks`: ``run_retrieval``, ``run_linear``, ``run_knn`` (library calls) and shared inputs
 - :mod:`multiview.eval.plots`, :mod:`multiview.eval.report`
 """

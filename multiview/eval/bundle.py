@@ -30,12 +30,15 @@ class EvalBundle:
         recipe: the resolved recipe the checkpoint was trained with (recorded in reports).
         pair_heads: ``{(a, b): head}``: ``head(x [B, D]) -> [B, E]`` maps field a's encoder output into the space
             it shares with field b (CMC with ``pair_heads``); retrieval between a and b compares there.
+        objectives: ``{name: objective}``, the checkpoint's objectives (``{}`` for a bundle built by hand), for
+            evaluations that read an objective's own heads (``segment``: a mixture's ``responsibilities``).
     """
 
     encoders: dict[str, nn.Module]
     transforms: dict[str, Callable[[dict], torch.Tensor]]
     recipe: dict = field(default_factory=dict)
     pair_heads: dict[tuple[str, str], nn.Module] = field(default_factory=dict)
+    objectives: dict[str, nn.Module] = field(default_factory=dict)
 
     def has_pair_heads(self, a: str, b: str) -> bool:
         """Whether fields a and b are compared through pair heads (both directions must be present)."""

@@ -7,6 +7,7 @@ Examples::
     multiview eval retrieval --baseline raw --data shards/avdigits --query image --gallery audio
     multiview eval linear CKPT --data shards/basicmotions --fields acc gyro
     multiview eval knn --baseline raw --data shards/mfeat --fields pix fac
+    multiview eval segment runs/mixture --data shards/scenes --field cam0 --method mixture
     multiview eval table runs/eval/*/*.json
 """
 

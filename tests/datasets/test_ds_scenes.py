@@ -204,3 +204,12 @@ def test_builder_command_line_takes_masks(tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["builder_args"]["masks"] is True
     assert {"cam0_mask.png", "cam1_mask.png"} <= set(manifest["fields"])
+
+
+def test_render_docstring_examples():
+    import doctest
+
+    from multiview.builders import render
+
+    result = doctest.testmod(render)
+    assert result.attempted > 0 and result.failed == 0
