@@ -68,7 +68,9 @@ def _check_within(name: str, values: Sequence[int], bounds: tuple[int, int], uni
 class ShiftConfig:
     """The shifted test split: what the training never saw. Accents are espeak-ng voice names (combined with
     the test voice variants), speeds in words/min, pitches 0-99, ``snr_db`` the (low, high) range of the SNR
-    drawn per test clip for the held-out noise files (None: no noise)."""
+    drawn per test clip for the held-out noise files (None: no noise). Empty ``accents`` (``--shift-accents none``):
+    the test variants keep the training accents, so the shift is in speed, pitch and noise only -- the part that
+    audio views can address (a foreign voice reading English spelling says other words: "one" as "o-ne")."""
 
     accents: tuple[str, ...] = SHIFT_ACCENTS
     speeds: tuple[int, ...] = (80, 90, 100, 230, 245, 260)
@@ -78,7 +80,6 @@ class ShiftConfig:
     def __post_init__(self):
         self.accents, self.speeds, self.pitches = tuple(self.accents), tuple(self.speeds), tuple(self.pitches)
         for name, flag, values in (
-            ("accents", "--shift-accents", self.accents),
             ("speeds", "--shift-speeds", self.speeds),
             ("pitches", "--shift-pitches", self.pitches),
         ):
@@ -183,7 +184,8 @@ def split_voices(config: AVDigitsConfig, variants: Sequence[str]) -> dict[str, l
     chosen = {"test": sorted(order[:n_test]), "train": sorted(order[n_test:])}
     if config.max_variants is not None:
         chosen = {name: v[: config.max_variants] for name, v in chosen.items()}
-    accents = {"train": config.accents, "test": config.test_shift.accents if config.test_shift else config.accents}
+    shifted = config.test_shift.accents if config.test_shift else ()
+    accents = {"train": config.accents, "test": shifted or config.accents}
     return {name: [f"{a}+{v}" for v in vs for a in accents[name]] for name, vs in chosen.items()}
 
 
@@ -424,7 +426,7 @@ def build(
     shift = config.test_shift
     require_tools(noise=config.snr_db is not None or shift is not None)
     check_accents(config.accents)
-    if shift is not None:
+    if shift is not None and shift.accents:
         check_accents(shift.accents, "--shift-accents")
     cache = Path(cache) if cache is not None else Path.home() / ".cache" / "multiview" / "avdigits"
     images, labels = load_mnist5k(cache)
@@ -446,7 +448,7 @@ def build(
         for name, plan in plans.items()
     }
     voice_split = "espeak-ng variants split between train and test (every accent in both): no voice shared"
-    if shift is not None:
+    if shift is not None and shift.accents:
         voice_split = (
             "espeak-ng variants split between train and test; the test variants speak the held-out accents "
             "(test_shift.accents) only: no voice, variant or accent shared"
@@ -546,7 +548,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--test-shift", action="store_true", help="build the shifted test split")
     group.add_argument(
-        "--shift-accents", default=None, help=f"held-out espeak-ng voices (default: {','.join(shifted.accents)})"
+        "--shift-accents",
+        default=None,
+        help=f"held-out espeak-ng voices, or none: the training accents with held-out variants, so only speed, "
+        f"pitch and noise shift (default: {','.join(shifted.accents)})",
     )
     group.add_argument(
         "--shift-speeds", type=_ints, default=None, help=f"words/min (default: {','.join(map(str, shifted.speeds))})"
@@ -563,6 +568,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _accents(text: str) -> tuple[str, ...]:
+    """``--shift-accents``: comma-separated espeak-ng voices, or ``none`` (the training accents)."""
+    return () if text.strip().lower() == "none" else tuple(a for a in text.split(",") if a)
+
+
 def shift_from_args(args: argparse.Namespace) -> ShiftConfig | None:
     """The ShiftConfig of ``--test-shift`` and the ``--shift-*`` flags (refused without ``--test-shift``)."""
     given = [name for name in SHIFT_FLAGS if getattr(args, name, None) is not None]
@@ -574,7 +584,7 @@ def shift_from_args(args: argparse.Namespace) -> ShiftConfig | None:
     defaults = ShiftConfig()
     snr = defaults.snr_db if args.shift_snr is None else None if args.shift_snr == "none" else args.shift_snr
     return ShiftConfig(
-        accents=tuple(args.shift_accents.split(",")) if args.shift_accents is not None else defaults.accents,
+        accents=_accents(args.shift_accents) if args.shift_accents is not None else defaults.accents,
         speeds=args.shift_speeds if args.shift_speeds is not None else defaults.speeds,
         pitches=args.shift_pitches if args.shift_pitches is not None else defaults.pitches,
         snr_db=snr,
@@ -610,7 +620,7 @@ def report(manifest: dict) -> str:
             else "no noise"
         )
         line += (
-            f"; shifted test: accents {','.join(shift['accents'])}, speeds {','.join(map(str, shift['speeds']))}, "
+            f"; shifted test: accents {','.join(shift['accents']) or 'as in training'}, speeds {','.join(map(str, shift['speeds']))}, "
             f"pitches {','.join(map(str, shift['pitches']))}, {noise}; train noise bank: {len(extra['noise_bank']['files'])} files in "
             f"{extra['noise_bank']['path']}/"
         )

@@ -192,3 +192,22 @@ def test_unparsable_shift_flags_are_argparse_errors(capsys, flag, value):
     with pytest.raises(SystemExit) as exit_info:
         run_builder(avdigits, ["--out", "unused", "--test-shift", flag, value])
     assert exit_info.value.code == 2 and f"argument {flag}: expected" in capsys.readouterr().err
+
+
+def test_shift_accents_none_keeps_the_training_accents_with_held_out_variants(shift_builds, tmp_path):
+    from multiview.data import iter_samples
+
+    root, default, shifted = shift_builds
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    avdigits.add_arguments(parser)
+    shift = avdigits.shift_from_args(parser.parse_args(["--test-shift", "--shift-accents", "none"]))
+    assert shift.accents == ()
+    noise = shifted["extra"]["noise"]["files"]
+    base = dict(max_variants=1, limit=10, noise_files=tuple(noise["train"] + noise["test"]))
+    built = avdigits.build(tmp_path / "en", avdigits.AVDigitsConfig(**base, test_shift=shift), cache=root / "cache")
+    assert built["extra"]["voices"]["test"] == default["extra"]["voices"]["test"]  # same accents and variants
+    for s in iter_samples(tmp_path / "en", "test"):
+        assert s["meta"]["accent"] in avdigits.ACCENTS and s["meta"]["speed"] in shift.speeds
+    assert "as in training" in avdigits.report(built)
