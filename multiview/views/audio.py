@@ -12,17 +12,23 @@ per-view standardisation and SpecAugment frequency/time masks drawn from the sam
 Output views: float32 ``[1, n_mels, frames]``.
 
 Optional per-view waveform transforms (all off by default; when off they draw nothing, so the views of the
-options above are unchanged): speed perturbation (``speed``: resampling by a rational approximation of the
-factor), time stretch without pitch change (``stretch``: phase vocoder on the STFT), pitch shift (``pitch``
-semitones: phase-vocoder stretch + resampling), random crop length (``crop_duration``), peaking equalisation
-(``eq_p``) and band-pass (``bandpass_p``) biquads, reverberation with a synthetic room impulse response
-(``reverb_p``, ``rt60``) and loudness normalisation (``loudness_db``). The functions behind them
-(``speed_perturb``, ``time_stretch``, ``pitch_shift``, ``synthetic_rir``, ``reverberate``, ``normalize_rms``)
-are public and work on any ``[..., T]`` waveform.
+options above are unchanged): speed perturbation (``speed``: resampling by the factor on a 1 % grid), time
+stretch without pitch change (``stretch``: phase vocoder on the STFT), pitch shift (``pitch`` semitones:
+phase-vocoder stretch + resampling), random crop length (``crop_duration``), peaking equalisation (``eq_p``)
+and band-pass (``bandpass_p``) biquads, reverberation with a synthetic room impulse response (``reverb_p``,
+``rt60``) and loudness normalisation (``loudness_db``). The functions behind them (``speed_perturb``,
+``time_stretch``, ``pitch_shift``, ``warp``, ``synthetic_rir``, ``reverberate``, ``normalize_rms``,
+``biquad_coefficients``) are public and work on any ``[..., T]`` waveform.
+
+Cost (benchmarks/views_audio.py; benchmarks/README.md "Audio views: cost"): a view crops first, just long enough
+for its length after the transforms; speed, stretch and pitch then run as ONE phase-vocoder pass and ONE
+resampling (``warp``); resampling kernels are cached per factor; the vocoder multiplies unit phasors instead
+of taking angles; reverberation convolves at a fast FFT length; the biquads' coefficients are Python floats.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -62,25 +68,39 @@ def _mono(wave_: Any, where: str) -> torch.Tensor:
 
 
 # -- waveform transforms (pure functions of [..., T] waveforms; the generator draws their parameters) -------
-_MAX_DENOMINATOR = 24  # speed factors as p/q with q <= 24: resampling kernels stay small, error < 1e-3
+_GRID = 100  # speed / pitch factors on a 1 % grid: k/100 at or above 1, 100/k below
 
 
 def rational(factor: float) -> Fraction:
-    """``factor`` as a small fraction ``p/q`` (what ``torchaudio.functional.resample`` runs fast with)."""
-    return Fraction(factor).limit_denominator(_MAX_DENOMINATOR)
+    """``factor`` on a 1 % grid, as a fraction: ``k/100`` for ``factor >= 1``, ``100/k`` below (0.8 -> 4/5,
+    2 ** (7/12) -> 3/2; at most 0.5 % off). About 120 factors cover speeds 0.8-1.25 with +-4 semitones, so
+    their resampling kernels are built once each (``_resampler``); a fraction with a denominator near 100
+    resamples as fast as one near 24 once its kernel is built."""
+    if factor >= 1.0:
+        return Fraction(round(factor * _GRID), _GRID)
+    return Fraction(_GRID, round(_GRID / factor))
+
+
+@functools.lru_cache(maxsize=256)
+def _resampler(orig: int, new: int, dtype: torch.dtype) -> torch.nn.Module:
+    """A ``torchaudio.transforms.Resample(orig, new)``, built once per ``(orig, new, dtype)``: its sinc kernel
+    is what ``torchaudio.functional.resample`` rebuilds on every call (half of a call's time for 1.2 s at
+    16 kHz; a kernel is at most ~200 KB)."""
+    import torchaudio
+
+    return torchaudio.transforms.Resample(orig, new, dtype=dtype)
 
 
 def speed_perturb(x: torch.Tensor, factor: float) -> torch.Tensor:
     """Play ``x [..., T]`` ``factor`` times faster: ``[..., ~T / factor]``, every frequency times ``factor``.
 
-    Resamples from ``p`` to ``q`` where ``p/q`` is ``rational(factor)`` (0.8 -> 4/5: 1.25x longer).
+    Resamples from ``p`` to ``q`` where ``p/q`` is ``rational(factor)`` (0.8 -> 4/5: 1.25x longer), with a
+    cached resampling kernel per fraction (the numbers of ``torchaudio.functional.resample(x, p, q)``).
     """
-    import torchaudio.functional as F
-
     frac = rational(factor)
     if frac == 1:
         return x
-    return F.resample(x, frac.numerator, frac.denominator)
+    return _resampler(frac.numerator, frac.denominator, x.dtype)(x)
 
 
 def _stft_size(sample_rate: int) -> int:
@@ -88,14 +108,57 @@ def _stft_size(sample_rate: int) -> int:
     return 2 ** max(6, round(math.log2(0.032 * sample_rate)))
 
 
+@functools.lru_cache(maxsize=1024)
+def _fft_size(n: int) -> int:
+    """The smallest ``2^a 3^b 5^c >= n`` with ``a >= 6``: an FFT length that runs fast. A prime-heavy length
+    runs ~8x slower (31999 vs 32000 samples) and so do lengths with few factors 2 (28125 = 3^2 5^5: 1.6x)."""
+    best = 64 << max(0, (n - 1).bit_length() - 6)  # the next power of two (at least 64)
+    p5 = 1
+    while 64 * p5 < best:
+        p35 = p5
+        while 64 * p35 < best:
+            m = 64 * p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+@functools.lru_cache(maxsize=16)
+def _hann(n: int, dtype: torch.dtype) -> torch.Tensor:
+    return torch.hann_window(n, dtype=dtype)
+
+
+def _phase_vocoder(spec: torch.Tensor, rate: float) -> torch.Tensor:
+    """``torchaudio.functional.phase_vocoder(spec [..., freq, frames], rate, advance)``, computed cheaper.
+
+    torchaudio accumulates ``wrap(angle1 - angle0 - advance) + advance`` per output frame; that sum equals
+    ``angle1 - angle0`` modulo 2 pi, so the output phase is the first frame's phase times the product of the
+    unit phasors ``u1 * conj(u0)`` of the neighbouring input frames: no ``atan2``, ``sin`` or ``cos`` and no
+    phase advance (the same result to 1e-9 in float64; in float32 more precise than torchaudio's phase sum,
+    which grows to ~1e4 rad). Magnitudes are interpolated linearly between the two frames, as there.
+    Output ``[..., freq, ceil(frames / rate)]``.
+    """
+    steps = torch.arange(0, spec.shape[-1], rate, dtype=spec.real.dtype)
+    alphas = steps % 1.0
+    i0 = steps.long()
+    spec = torch.nn.functional.pad(spec, [0, 2])
+    mag = spec.abs()
+    silent = mag == 0  # angle(0) is 0 in torchaudio: a unit phasor of 1, not 0 (which would end the product)
+    unit = torch.where(silent, torch.ones((), dtype=spec.dtype), spec / mag.masked_fill(silent, 1.0))
+    turn = unit[..., 1:] * unit[..., :-1].conj()  # input frame j -> j + 1
+    phasor = torch.cat([unit[..., :1], turn.index_select(-1, i0[:-1])], dim=-1).cumprod(-1)
+    return phasor * torch.lerp(mag.index_select(-1, i0), mag.index_select(-1, i0 + 1), alphas)
+
+
 def time_stretch(x: torch.Tensor, rate: float, n_fft: int = 512) -> torch.Tensor:
     """Speed ``x [..., T]`` up by ``rate`` keeping its pitch: ``[..., round(T / rate)]``.
 
-    ``torchaudio.functional.phase_vocoder`` on a Hann STFT (hop ``n_fft // 4``), back with ``istft``,
-    rescaled to the input's RMS.
+    The phase vocoder of ``torchaudio.functional.phase_vocoder`` (``_phase_vocoder``: the same output,
+    ~2x cheaper) on a Hann STFT (hop ``n_fft // 4``), back with ``istft``, rescaled to the input's RMS.
     """
-    import torchaudio.functional as F
-
     if rate == 1.0:
         return x
     length = x.shape[-1]
@@ -103,11 +166,10 @@ def time_stretch(x: torch.Tensor, rate: float, n_fft: int = 512) -> torch.Tensor
     if length < n_fft:  # the STFT needs at least one full frame; the zero tail is trimmed below
         x = torch.nn.functional.pad(x, (0, n_fft - length))
     hop = n_fft // 4
-    window = torch.hann_window(n_fft, dtype=x.dtype)
+    window = _hann(n_fft, x.dtype)
     lead = x.shape[:-1]
     spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, window=window, return_complex=True)
-    advance = torch.linspace(0, math.pi * hop, n_fft // 2 + 1, dtype=x.dtype).unsqueeze(1)
-    spec = F.phase_vocoder(spec, rate, advance)
+    spec = _phase_vocoder(spec, rate)
     full = round(x.shape[-1] / rate)
     y = torch.istft(spec, n_fft, hop, window=window, length=full)[..., :out_len]
     if y.shape[-1] < out_len:
@@ -121,8 +183,8 @@ def time_stretch(x: torch.Tensor, rate: float, n_fft: int = 512) -> torch.Tensor
 def pitch_shift(x: torch.Tensor, semitones: float, n_fft: int = 512) -> torch.Tensor:
     """Shift the pitch of ``x [..., T]`` by ``semitones`` keeping its length and tempo: ``[..., T]``.
 
-    A phase-vocoder stretch by ``1/f`` then a resampling speed-up by ``f``, with ``f`` the rational
-    approximation of ``2 ** (semitones / 12)`` (``torchaudio.functional.pitch_shift`` resamples between
+    A phase-vocoder stretch by ``1/f`` then a resampling speed-up by ``f``, with ``f`` the 1 % grid value
+    ``rational(2 ** (semitones / 12))`` (``torchaudio.functional.pitch_shift`` resamples between
     ``sample_rate / f`` and ``sample_rate``, whose gcd is often 1: a kernel of thousands of phases per call).
     """
     if semitones == 0:
@@ -133,6 +195,30 @@ def pitch_shift(x: torch.Tensor, semitones: float, n_fft: int = 512) -> torch.Te
     if y.shape[-1] < length:
         return torch.nn.functional.pad(y, (0, length - y.shape[-1]))
     return y[..., :length]
+
+
+def warp_factors(speed: float = 1.0, stretch: float = 1.0, semitones: float = 0.0) -> tuple[Fraction, float]:
+    """``(resampling factor, vocoder rate)`` of :func:`warp`: the speed factor's fraction times the pitch
+    ratio, on the grid of :func:`rational`; and the vocoder rate that makes the tempo ``rational(speed) *
+    stretch`` after that resampling (exactly 1.0 -- no vocoder -- when ``stretch`` is 1 and ``semitones`` 0)."""
+    speed_frac = rational(speed)
+    factor = rational(float(speed_frac) * 2.0 ** (semitones / 12.0))
+    return factor, float(speed_frac) * stretch / float(factor)
+
+
+def warp(x: torch.Tensor, speed: float = 1.0, stretch: float = 1.0, semitones: float = 0.0, n_fft: int = 512):
+    """``speed_perturb(x, speed)``, ``time_stretch(.., stretch)`` and ``pitch_shift(.., semitones)`` of
+    ``x [..., T]`` in ONE phase-vocoder pass and ONE resampling: ``[..., ~T / (speed * stretch)]``.
+
+    Every frequency is multiplied by ``rational(speed) * 2 ** (semitones / 12)`` (on the 1 % grid of
+    :func:`rational`) and the tempo by ``rational(speed) * stretch``: a vocoder stretch by the rate of
+    :func:`warp_factors`, then a resampling by its factor. Chained, the three functions would run the vocoder
+    twice and resample twice.
+    """
+    factor, rate = warp_factors(speed, stretch, semitones)
+    if rate != 1.0:
+        x = time_stretch(x, rate, n_fft)
+    return speed_perturb(x, float(factor))
 
 
 def synthetic_rir(rt60: float, sample_rate: int, generator: torch.Generator) -> torch.Tensor:
@@ -146,10 +232,23 @@ def synthetic_rir(rt60: float, sample_rate: int, generator: torch.Generator) -> 
 
 
 def reverberate(x: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
-    """``x [..., T]`` convolved with ``rir [L]`` (FFT), cut to ``T`` samples and rescaled to ``x``'s RMS."""
-    import torchaudio.functional as F
+    """``x [..., T]`` convolved with ``rir [L]`` (FFT), cut to ``T`` samples and rescaled to ``x``'s RMS.
 
-    y = F.fftconvolve(x, rir.expand(*x.shape[:-1], -1))[..., : x.shape[-1]]
+    The first ``T`` samples of ``torchaudio.functional.fftconvolve(x, rir)``, computed on less: only the span
+    from the first to the last non-zero sample of ``x`` is transformed (a view's zero padding and shift
+    contribute nothing), the RIR past what reaches the first ``T`` samples is dropped, and the transform runs
+    at a fast length (``_fft_size``) where fftconvolve takes ``T + L - 1`` itself (1.2 s at 16 kHz with a
+    0.8 s RIR: 31999 samples, ~8x slower than 32000).
+    """
+    length = x.shape[-1]
+    support = torch.nonzero(x.reshape(-1, length).abs().amax(0))
+    if support.numel() == 0:
+        return x  # silence stays silent
+    first, last = int(support[0]), int(support[-1]) + 1
+    rir = rir[: length - first].to(x.dtype)
+    n = _fft_size(last - first + rir.shape[-1] - 1)
+    y = torch.fft.irfft(torch.fft.rfft(x[..., first:last], n) * torch.fft.rfft(rir, n), n)[..., : length - first]
+    y = torch.nn.functional.pad(y, (first, length - first - y.shape[-1]))
     scale = x.pow(2).mean(-1, keepdim=True).sqrt() / y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
     return y * scale
 
@@ -160,19 +259,26 @@ def normalize_rms(x: torch.Tensor, target_db: float) -> torch.Tensor:
     return x * (10.0 ** (target_db / 20.0) / rms.clamp_min(1e-8)) * (rms > 1e-8)
 
 
+def biquad_coefficients(kind: str, sample_rate: int, freq: float, q: float, gain_db: float = 0.0):
+    """``(a, b)``, each ``[a0, a1, a2]`` / ``[b0, b1, b2]``: the peaking equaliser (``kind="eq"``) or band-pass
+    (``"bandpass"``, 0 dB peak) of ``torchaudio.functional.equalizer_biquad`` / ``bandpass_biquad`` (the
+    audio-EQ-cookbook designs), computed in Python floats: those functions build ~50 small tensors per call,
+    more time than the filter itself on a 1 s view."""
+    w0 = 2.0 * math.pi * freq / sample_rate
+    alpha, cos_w0 = math.sin(w0) / 2.0 / q, math.cos(w0)
+    if kind == "eq":
+        amp = math.exp(gain_db / 40.0 * math.log(10.0))
+        return [1 + alpha / amp, -2 * cos_w0, 1 - alpha / amp], [1 + alpha * amp, -2 * cos_w0, 1 - alpha * amp]
+    return [1 + alpha, -2 * cos_w0, 1 - alpha], [alpha, 0.0, -alpha]
+
+
 def _biquad(kind: str, x: torch.Tensor, sample_rate: int, freq: float, q: float, gain_db: float = 0.0):
-    """A torchaudio biquad on ``x [T]``; the input is scaled down first and back after (the filter is
-    linear) because torchaudio's ``lfilter`` clamps its output to [-1, 1]."""
+    """The ``kind`` biquad of :func:`biquad_coefficients` on ``x [..., T]`` with ``torchaudio``'s ``lfilter``
+    (unclamped: the filter is linear and a boost may leave [-1, 1] before the gain and loudness that follow)."""
     import torchaudio.functional as F
 
-    scale = float(x.abs().max()) * 10.0 ** (max(gain_db, 0.0) / 20.0) * 4.0
-    if scale == 0.0:
-        return x
-    if kind == "eq":
-        y = F.equalizer_biquad(x / scale, sample_rate, freq, gain_db, q)
-    else:
-        y = F.bandpass_biquad(x / scale, sample_rate, freq, q)
-    return y * scale
+    a, b = biquad_coefficients(kind, sample_rate, freq, q, gain_db)
+    return F.lfilter(x, torch.tensor(a, dtype=x.dtype), torch.tensor(b, dtype=x.dtype), clamp=False)
 
 
 def _optional_range(name: str, value: Any, **bounds: float) -> tuple[float, float] | None:
@@ -204,7 +310,7 @@ class AudioViews(ViewGenerator):
         freq_masks, freq_width, time_masks, time_width: SpecAugment: how many masks of up to how many mel
             bins / frames (filled with 0, the mean after standardisation).
         speed: ``None`` (off) or the range of the speed factor (e.g. ``(0.8, 1.25)``; 0.8 is 1.25x longer
-            and lower); resampling by the rational approximation of the factor (denominator <= 24).
+            and lower); resampling by the factor on a 1 % grid (:func:`rational`).
         stretch: ``None`` or the range of the time-stretch rate (phase vocoder: tempo changes, pitch does not).
         pitch: ``None`` or the range of the pitch shift in semitones (phase vocoder + resampling).
         crop_duration: ``None`` or the range (seconds, at most ``duration``) of the content of each view:
@@ -218,9 +324,9 @@ class AudioViews(ViewGenerator):
         loudness_db: ``None`` or a target RMS in dB re full scale (a number or a range drawn per view),
             applied before ``gain_db``.
 
-    The new transforms run per view in this order: speed, stretch, pitch (on a crop long enough to give
-    the view's length after them), crop length, shift, equaliser, band-pass, reverberation, loudness, gain,
-    noise. Each draws its numbers from the view's generator only when it is on.
+    The new transforms run per view in this order: speed, stretch, pitch (together, in one :func:`warp` of a
+    crop long enough to give the view's length after them), crop length, shift, equaliser, band-pass,
+    reverberation, loudness, gain, noise. Each draws its numbers from the view's generator only when it is on.
 
     Eval mode: a centre crop, no shift, gain, noise or masks.
 
@@ -418,7 +524,10 @@ class AudioViews(ViewGenerator):
 
     def _crop(self, wav: torch.Tensor, u: Uniforms) -> torch.Tensor:
         """One view's ``[n_samples]`` crop of ``wav [T]``, sped up / stretched / pitch-shifted / shortened
-        when those options are on (all off: ``_window(wav, start)`` with the same single draw as before)."""
+        when those options are on (all off: ``_window(wav, start)`` with the same single draw as before).
+
+        The crop comes first, just long enough to give the view's content after the transforms, which then
+        run together in one :func:`warp` (one vocoder pass, one cached resampling)."""
         speed = u.uniform(*self.speed) if self.speed else 1.0
         stretch = u.uniform(*self.stretch) if self.stretch else 1.0
         semitones = u.uniform(*self.pitch) if self.pitch else 0.0
@@ -427,12 +536,8 @@ class AudioViews(ViewGenerator):
         span = max(1, math.ceil(content * float(rational(speed)) * stretch)) if self.speed or self.stretch else content
         start = u.randint(0, max(1, wav.shape[0] - span + 1))
         x = wav[start : start + span]
-        if self.speed:
-            x = speed_perturb(x, speed)
-        if self.stretch:
-            x = time_stretch(x, stretch, self._stft_size)
-        if self.pitch:
-            x = pitch_shift(x, semitones, self._stft_size)
+        if self.speed or self.stretch or self.pitch:
+            x = warp(x, speed, stretch, semitones, self._stft_size)
         return self._window(x[:content], 0)
 
     def _filters(self, x: torch.Tensor, u: Uniforms, generator: torch.Generator) -> torch.Tensor:
