@@ -1,37 +1,80 @@
-"""Audio views: multiview.views ``audio`` vs. a straightforward per-view torchaudio pipeline, on real speech.
+"""Audio views: their cost with every transform, side by side with the training step they feed; and
+multiview.views ``audio`` vs. a straightforward per-view torchaudio pipeline, on real speech.
 
 Real audio: spoken words made with espeak-ng (22.05 kHz PCM WAV, written to /tmp, never committed), read with
-the library's stdlib WAV reader. Per clip, 2 views, each: a 1 s crop, a gain in +-6 dB, a time shift up to
+the library's stdlib WAV reader.
+
+**Cost (issue 17).** The cmc_avdigits recipe's audio views (1.2 s at 16 kHz, 32-mel log-mel, hop 320, one view
+per sample, one loader worker) with the defaults, with each optional transform alone on (speed, stretch, pitch,
+crop length, equaliser, band-pass, reverberation, loudness, a noise bank read from a folder of .wav files),
+and with every option on at probability 1 (the cost ceiling of a robust recipe) and at a robust recipe's
+probabilities. The clips are first resampled to 16 kHz (what the avdigits shards hold), so the figures are
+the worker's view work per sample, not decoding. Side by side: the training step of recipes/cmc_avdigits.yaml
+(its encoders and CMC objective built with ``multiview.train.build``, AdamW from ``multiview.train.optim``;
+forward + backward + optimiser step on a batch of ``--batch`` samples that the recipe's view generator made,
+image + audio with every option on) in samples/s, with the same thread count. One loader worker keeps the step
+fed when the recipe's views/s per core >= the step's samples/s; ``workers needed`` = ceil(step / views).
+Everything alternates round by round in one process; rates are per CPU-second of the process (one thread:
+per core), wall-clock rates are in the JSON too.
+
+**Ours vs. per-view torchaudio.** Per clip, 2 views, each: a 1 s crop, a gain in +-6 dB, a time shift up to
 0.1 s, Gaussian noise at 5-20 dB SNR with p 0.5, resampling to 16 kHz, MelSpectrogram(n_fft 400, hop 160,
 64 mels) + AmplitudeToDB(top_db 80), standardisation, 2 frequency masks (8 bins) and 2 time masks (10 frames).
 The baseline builds its torchaudio modules once and runs them view by view (crop, Vol, shift, add_noise,
 Resample, MelSpectrogram, AmplitudeToDB, FrequencyMasking, TimeMasking); ours resamples each clip once and
-computes the spectrograms of all views in one call. Single process, one thread, one run (alternating chunks).
+computes the spectrograms of all views in one call. Single process, one thread, alternating chunks.
 
-    python benchmarks/views_audio.py [--clips 40] [--repeat 5]
+    python benchmarks/views_audio.py [--clips 40] [--repeat 5] [--rounds 5] [--steps 2] [--batch 128]
 
-The last line is JSON: ours_per_s, baseline_per_s (clips per second) and ratio.
+The last line is JSON: ours_per_s, baseline_per_s (clips per second) and ratio; views_per_core_s (per
+configuration), recipe_views_per_core_s, step_samples_per_core_s, fed (bool) and workers_needed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import tempfile
 import time
+import wave
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchaudio
 
 import multiview.views
+from multiview.data.batching import collate
+from multiview.train.build import build_model, build_views
+from multiview.train.data import ViewStage, split_batch
+from multiview.train.optim import build_optimizer
+from multiview.train.recipe import load_recipe
 from multiview.views.audio import read_wav
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 VOICES = ["en", "en-us", "en-gb+f3", "en-sc", "en+m3"]
 RATE, DURATION, N_VIEWS = 16000, 1.0, 2
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "cmc_avdigits.yaml"
+SONIC_PI = Path("/usr/share/sonic-pi/samples")
+
+# Each optional transform alone (probability 1 where it has one); "noise bank" replaces Gaussian noise.
+ALONE = {
+    "speed": {"speed": (0.8, 1.25)},
+    "stretch": {"stretch": (0.8, 1.25)},
+    "pitch": {"pitch": (-4.0, 4.0)},
+    "crop": {"crop_duration": (0.6, 1.2)},
+    "eq": {"eq_p": 1.0},
+    "bandpass": {"bandpass_p": 1.0},
+    "reverb": {"reverb_p": 1.0, "rt60": (0.2, 0.8)},
+    "loudness": {"loudness_db": (-30.0, -15.0)},
+    "noise bank": {"noise": "<bank>"},
+}
+EVERY = {k: v for opts in ALONE.values() for k, v in opts.items()}
+EVERY_P1 = {**EVERY, "noise_p": 1.0}  # the ceiling: every transform on every view
+ROBUST_P = {**EVERY, "eq_p": 0.5, "bandpass_p": 0.3, "reverb_p": 0.5, "noise_p": 0.5}  # a robust recipe's odds
 
 
 def make_clips(n: int, folder: Path) -> list[dict]:
@@ -46,6 +89,40 @@ def make_clips(n: int, folder: Path) -> list[dict]:
         wav, rate = read_wav(path)
         samples.append({"__key__": f"clip{i:03d}", "audio": wav, "audio.sample_rate": rate})
     return samples
+
+
+def write_wav16(path: Path, x: torch.Tensor, rate: int) -> None:
+    """A mono float waveform ``[T]`` as 16-bit PCM WAV (stdlib ``wave``)."""
+    pcm = (x.clamp(-1, 1) * 32767).round().to(torch.int16).numpy().astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+
+
+def make_noise_bank(folder: Path, n: int = 6, seconds: float = 4.0) -> str:
+    """A folder of ``n`` 16 kHz mono .wav noise files: Sonic Pi's ambient samples (FLAC, read with soundfile,
+    resampled with torchaudio) when installed, else synthetic coloured noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = sorted(SONIC_PI.glob("ambi_*.flac"))[:n] if SONIC_PI.is_dir() else []
+    try:
+        import soundfile
+    except ImportError:
+        files = []
+    for i in range(n):
+        if i < len(files):
+            data, rate = soundfile.read(str(files[i]), dtype="float32", always_2d=True)
+            x = torchaudio.functional.resample(torch.from_numpy(data.T.copy()).mean(0), rate, RATE)
+        else:  # synthetic: white noise through a one-pole low-pass of a different colour per file
+            g = torch.Generator().manual_seed(i)
+            white = torch.randn(round(seconds * RATE), generator=g).numpy()
+            a = 0.5 + 0.08 * i
+            x = torch.from_numpy(np.frombuffer(np.cumsum(white * (1 - a)).astype(np.float32).tobytes(), np.float32))
+            x = x - x.mean()
+        x = x[: round(seconds * RATE)]
+        write_wav16(folder / f"noise{i}.wav", 0.5 * x / x.abs().max().clamp_min(1e-6), RATE)
+    return str(folder)
 
 
 class Baseline:
@@ -100,15 +177,8 @@ def time_interleaved(fn_a, fn_b, items, repeat: int, chunk: int = 10) -> tuple[f
     return t_a, t_b
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=40)
-    parser.add_argument("--repeat", type=int, default=5, help="passes over the clips")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory(prefix="views_audio_") as tmp:
-        samples = make_clips(args.clips, Path(tmp))
+def compare_baseline(samples: list[dict], repeat: int) -> dict:
+    """Ours vs. per-view torchaudio modules on the 22.05 kHz clips (2 views of 1 s, 64 mels)."""
     rate = samples[0]["audio.sample_rate"]
     seconds = sum(s["audio"].shape[-1] for s in samples) / rate / len(samples)
     gen = multiview.views.create(
@@ -134,17 +204,172 @@ def main() -> None:
     out_ours, out_base = gen(samples[0]), base(samples[0])
     assert out_ours["view0"].shape == out_base[0].shape, (out_ours["view0"].shape, out_base[0].shape)
     time_interleaved(gen, base, samples[:10], 1)  # warm-up
-    t_ours, t_base = time_interleaved(gen, base, samples, args.repeat)
-
-    n = len(samples) * args.repeat
+    t_ours, t_base = time_interleaved(gen, base, samples, repeat)
+    n = len(samples) * repeat
     ours, baseline = n / t_ours, n / t_base
-    print(f"clips: {len(samples)} espeak-ng words at {rate} Hz, {seconds:.2f} s on average, x{args.repeat} passes")
+    print(f"clips: {len(samples)} espeak-ng words at {rate} Hz, {seconds:.2f} s on average, x{repeat} passes")
     print(f"views: {N_VIEWS} per clip, log-mel {tuple(out_ours['view0'].shape)} at {RATE} Hz")
     print(f"ours (multiview.views audio):          {t_ours:.2f} s, {ours:.0f} clips/s")
     print(f"baseline (per-view torchaudio modules): {t_base:.2f} s, {baseline:.0f} clips/s")
     print(f"ratio (ours / baseline): {ours / baseline:.2f}")
-    result = {"ours_per_s": round(ours, 1), "baseline_per_s": round(baseline, 1), "ratio": round(ours / baseline, 3)}
-    print(json.dumps({**result, "n_clips": n, "views_per_clip": N_VIEWS}))
+    return {"ours_per_s": round(ours, 1), "baseline_per_s": round(baseline, 1), "ratio": round(ours / baseline, 3)}
+
+
+def recipe_with_audio(options: dict):
+    """recipes/cmc_avdigits.yaml with ``options`` added to its audio views (no data is read)."""
+    overrides = [
+        f"views.modalities.audio.{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in options.items()
+    ]
+    return load_recipe(RECIPE, overrides)
+
+
+class Clock:
+    """Accumulated CPU (process) and wall seconds of the calls made inside ``with clock:``."""
+
+    def __init__(self):
+        self.cpu = self.wall = 0.0
+        self.n = 0
+
+    def __enter__(self):
+        self._c, self._w = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.cpu += time.process_time() - self._c
+        self.wall += time.perf_counter() - self._w
+
+    def rate(self) -> tuple[float, float]:
+        return self.n / max(self.cpu, 1e-9), self.n / max(self.wall, 1e-9)
+
+
+def cost(samples22: list[dict], args, noise_dir: str) -> dict:
+    """Views/s per core per configuration and the recipe's training step in samples/s, alternating."""
+    # The clips at 16 kHz, as the avdigits shards hold them (the worker decodes, it does not resample).
+    resample = torchaudio.transforms.Resample(samples22[0]["audio.sample_rate"], RATE)
+    clips = [{"__key__": s["__key__"], "audio": resample(s["audio"]), "audio.sample_rate": RATE} for s in samples22]
+
+    def resolve(options: dict) -> dict:
+        return {k: (noise_dir if v == "<bank>" else v) for k, v in options.items()}
+
+    configs = {"defaults": {}, **ALONE, "every option (p 1)": EVERY_P1, "every option (robust p)": ROBUST_P}
+    base_recipe = load_recipe(RECIPE)
+    audio_args = dict(base_recipe.views.args["modalities"]["audio"])
+    audio_args.pop("name")
+    audio_args.setdefault("n_views", 1)  # the modalities generator's default: one view per modality
+    gens = {
+        name: multiview.views.create("audio", **{**audio_args, **resolve(opts)}, seed=0)
+        for name, opts in configs.items()
+    }
+    # The training step and the recipe's full view generator (image + audio, every option on, p 1).
+    recipe = recipe_with_audio(resolve(EVERY_P1))
+    views = ViewStage(build_views(recipe))
+    torch.manual_seed(recipe.train.seed)
+    model = build_model(recipe, views.views)
+    optimizer = build_optimizer(model.parameters(), recipe.optimizer)
+    images = torch.randint(0, 256, (len(clips), 1, 28, 28), dtype=torch.uint8)  # MNIST-sized digits
+    recipe_samples = [{**c, "image": images[i], "label": i % 10} for i, c in enumerate(clips)]
+
+    def make_batch(offset: int) -> list[dict]:
+        items = [recipe_samples[(offset + i) % len(recipe_samples)] for i in range(args.batch)]
+        gens_ = [torch.Generator().manual_seed(offset + i) for i in range(args.batch)]
+        out = views.batch(items, generators=gens_)
+        for o, s in zip(out, items):
+            o["label"] = s["label"]
+        return out
+
+    def step(batch: dict) -> None:
+        view_batch, rest = split_batch(batch, views.views.view_names)
+        optimizer.zero_grad(set_to_none=True)
+        out = model(view_batch, rest)
+        out.loss.backward()
+        optimizer.step()
+
+    batches = [collate(make_batch(i * args.batch)) for i in range(2)]
+    for gen in gens.values():  # warm-up
+        for c in clips[:3]:
+            gen(c)
+    step(batches[0])
+
+    clocks = {name: Clock() for name in configs}
+    recipe_clock, step_clock = Clock(), Clock()
+    chunk = args.clips
+    for r in range(args.rounds):
+        order = list(configs)
+        order = order[r % len(order) :] + order[: r % len(order)]  # who goes first rotates
+        for name in order:
+            gen = gens[name]
+            with clocks[name]:
+                for i, c in enumerate(clips[:chunk]):
+                    gen(c, generator=torch.Generator().manual_seed(r * chunk + i))
+            clocks[name].n += chunk
+        with recipe_clock:
+            make_batch(r * args.batch)
+        recipe_clock.n += args.batch
+        for s in range(args.steps):
+            with step_clock:
+                step(batches[(r + s) % 2])
+            step_clock.n += args.batch
+
+    rates = {name: clock.rate() for name, clock in clocks.items()}
+    recipe_rate, step_rate = recipe_clock.rate(), step_clock.rate()
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    print()
+    print(f"cost: recipes/cmc_avdigits.yaml audio views (1.2 s at {RATE} Hz, 32 mels, hop 320, one view per sample)")
+    print(f"threads: {torch.get_num_threads()}; rounds: {args.rounds} x {chunk} clips per configuration; load {load}")
+    print(f"{'configuration':<26} {'views/s per core':>17} {'(wall)':>9} {'x defaults':>11}")
+    for name, (per_cpu, per_wall) in rates.items():
+        print(f"{name:<26} {per_cpu:>17.0f} {per_wall:>9.0f} {per_cpu / rates['defaults'][0]:>11.3f}")
+    print(
+        f"recipe views (image + audio, every option p 1): {recipe_rate[0]:.0f} samples/s per core "
+        f"({recipe_rate[1]:.0f} wall)"
+    )
+    print(
+        f"training step (cmc_avdigits, batch {args.batch}): {step_rate[0]:.0f} samples/s per core "
+        f"({step_rate[1]:.0f} wall)"
+    )
+    every = rates["every option (p 1)"][0]
+    need = math.ceil(step_rate[0] / recipe_rate[0])
+    fed = recipe_rate[0] >= step_rate[0]
+    print(
+        f"views/s per core {recipe_rate[0]:.0f} vs step samples/s {step_rate[0]:.0f}: one loader worker "
+        f"{'keeps' if fed else 'does NOT keep'} the step fed (ratio {recipe_rate[0] / step_rate[0]:.2f}); "
+        f"workers needed: {need}"
+    )
+    return {
+        "views_per_core_s": {name: round(r[0], 1) for name, r in rates.items()},
+        "views_per_wall_s": {name: round(r[1], 1) for name, r in rates.items()},
+        "every_option_views_per_core_s": round(every, 1),
+        "recipe_views_per_core_s": round(recipe_rate[0], 1),
+        "step_samples_per_core_s": round(step_rate[0], 1),
+        "step_samples_per_wall_s": round(step_rate[1], 1),
+        "fed": fed,
+        "workers_needed": need,
+        "threads": torch.get_num_threads(),
+        "load": load,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=5, help="passes over the clips (ours vs. baseline)")
+    parser.add_argument("--rounds", type=int, default=5, help="cost: rounds of every configuration and the step")
+    parser.add_argument("--steps", type=int, default=2, help="cost: training steps per round")
+    parser.add_argument("--batch", type=int, default=128, help="cost: the training step's batch (the recipe's)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for everything timed")
+    parser.add_argument("--skip-baseline", action="store_true", help="only the cost part")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    result: dict = {}
+    with tempfile.TemporaryDirectory(prefix="views_audio_") as tmp:
+        samples = make_clips(args.clips, Path(tmp))
+        noise_dir = make_noise_bank(Path(tmp) / "noise")
+        if not args.skip_baseline:
+            result.update(compare_baseline(samples, args.repeat))
+            result.update({"n_clips": len(samples) * args.repeat, "views_per_clip": N_VIEWS})
+        result.update(cost(samples, args, noise_dir))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
