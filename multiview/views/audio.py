@@ -413,7 +413,9 @@ class AudioViews(ViewGenerator):
         self.snr_db = check_range("snr_db", snr_db)
         self.noise_p = noise_p
         self._resamplers: dict[int, torch.nn.Module] = {}
-        self.noise_kind, self.noise_bank = self._load_noise(noise, noise_sample_rate or sample_rate)
+        self._noise_rate = noise_sample_rate or sample_rate
+        self._noise_folder: Path | None = None
+        self.noise_kind, self._bank = self._load_noise(noise, self._noise_rate)
         self.masks = (freq_masks, min(freq_width, n_mels), time_masks, time_width)
         self.normalize = bool(normalize)
         self._mel = torchaudio.transforms.MelSpectrogram(
@@ -465,24 +467,37 @@ class AudioViews(ViewGenerator):
         if noise is None or noise == "gaussian":
             return noise, []
         if isinstance(noise, (str, os.PathLike)):
-            folder = Path(noise)
-            files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
-            if not files:
-                raise ValueError(
-                    f"noise: expected 'gaussian', None, a list of waveforms or a folder of .wav "
-                    f"files; {str(noise)!r} has no .wav files"
-                )
-            bank = []
-            for path in files:
-                wav, file_rate = read_wav(path)
-                bank.append(self._resample(_mono(wav, str(path)), file_rate))
-        elif isinstance(noise, Sequence) and len(noise) > 0:
+            # Read on first use: a recipe names a folder that its shard build writes, so validating or dry-running
+            # it (and evaluating, which adds no noise) must not need the folder; training reads it in the first batch.
+            self._noise_folder = Path(noise)
+            return "bank", None
+        if isinstance(noise, Sequence) and len(noise) > 0:
             bank = [self._resample(_mono(w, f"noise[{i}]"), rate) for i, w in enumerate(noise)]
         else:
             raise ValueError(
                 f"noise: expected 'gaussian', None, a non-empty list of waveforms or a folder, got {noise!r}"
             )
         return "bank", bank
+
+    @property
+    def noise_bank(self) -> list[torch.Tensor]:
+        """The noise recordings, mono ``[T]`` at ``sample_rate`` (a folder is read on first use)."""
+        if self._bank is None:
+            self._bank = self._read_noise_folder(self._noise_folder)
+        return self._bank
+
+    def _read_noise_folder(self, folder: Path) -> list[torch.Tensor]:
+        files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+        if not files:
+            raise ValueError(
+                f"noise: expected 'gaussian', None, a list of waveforms or a folder of .wav files; "
+                f"{str(folder)!r} {'has no .wav files' if folder.is_dir() else 'is not a folder'}"
+            )
+        bank = []
+        for path in files:
+            wav, file_rate = read_wav(path)
+            bank.append(self._resample(_mono(wav, str(path)), file_rate))
+        return bank
 
     @property
     def view_names(self) -> tuple[str, ...]:

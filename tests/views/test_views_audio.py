@@ -114,9 +114,14 @@ def test_bad_audio_is_refused(sample, match):
         mv.create("audio", **SMALL)({"__key__": "a", **sample})
 
 
-def test_bad_noise_argument():
+def test_bad_noise_folder_fails_at_the_first_noisy_view_naming_it(tmp_path):
+    # built (a recipe's dry run, an eval-mode generator) without the folder; refused when noise is first needed
+    missing = mv.create("audio", noise="/nonexistent-folder", noise_p=1.0, **SMALL)
+    assert "view0" in mv.create("audio", noise="/nonexistent-folder", noise_p=1.0, **SMALL).eval_transform()(_clip())
+    with pytest.raises(ValueError, match="'/nonexistent-folder' is not a folder"):
+        missing(_clip())
     with pytest.raises(ValueError, match="has no .wav files"):
-        mv.create("audio", noise="/nonexistent-folder", **SMALL)
+        mv.create("audio", noise=str(tmp_path), noise_p=1.0, **SMALL)(_clip())
 
 
 def test_bare_tensor_with_input_rate():
