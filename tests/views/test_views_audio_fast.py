@@ -10,6 +10,7 @@ from fractions import Fraction
 import pytest
 import torch
 import torchaudio.functional as F
+from audio_signals import peak_hz, tone  # tests/views is on sys.path (pytest prepend mode)
 
 import multiview.views as mv
 import multiview.views.audio as audio
@@ -27,16 +28,6 @@ from multiview.views.audio import (
     warp_factors,
 )
 from multiview.views.base import Uniforms
-
-
-def tone(freq: float, seconds: float, rate: int) -> torch.Tensor:
-    t = torch.arange(round(seconds * rate)) / rate
-    return 0.5 * torch.sin(2 * math.pi * freq * t)
-
-
-def peak_hz(x: torch.Tensor, rate: int) -> float:
-    spectrum = torch.fft.rfft(x * torch.hann_window(x.shape[-1])).abs()
-    return float(spectrum.argmax()) * rate / x.shape[-1]
 
 
 @pytest.mark.parametrize("rate", [0.5, 0.8, 0.97, 1.25, 2.0])

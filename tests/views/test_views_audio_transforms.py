@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 import torch
+from audio_signals import peak_hz, tone  # tests/views is on sys.path (pytest prepend mode)
 
 import multiview.views as mv
 from multiview.views.audio import (
@@ -32,16 +33,6 @@ ALL_ON = {
     "rt60": (0.1, 0.4),
     "loudness_db": (-30.0, -10.0),
 }
-
-
-def tone(freq: float, seconds: float, rate: int) -> torch.Tensor:
-    t = torch.arange(round(seconds * rate)) / rate
-    return 0.5 * torch.sin(2 * math.pi * freq * t)
-
-
-def peak_hz(x: torch.Tensor, rate: int) -> float:
-    spectrum = torch.fft.rfft(x * torch.hann_window(x.shape[-1])).abs()
-    return float(spectrum.argmax()) * rate / x.shape[-1]
 
 
 def _clip(rate: int = 8000, seconds: float = 1.0) -> dict:
