@@ -75,7 +75,9 @@ class ProbeEvaluation(Evaluation):
         features, grid = ("trunk_maps", MAPS7_GRID) if maps7 else (options.features, options.grid)
         if bundle is not None:
             bundle = bundle.with_probe_features(features, grid)
-        fields = options.fields or (sorted(bundle.encoders) if bundle is not None else manifest_view_fields(ctx.manifest))
+        fields = options.fields or (
+            sorted(bundle.encoders) if bundle is not None else manifest_view_fields(ctx.manifest)
+        )
         if not fields:
             raise ValueError(f"no fields to probe in {ctx.data}; pass --fields")
         fields = list(fields)
