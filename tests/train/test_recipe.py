@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
-
 import pytest
+from recipe_helpers import error_of, write  # tests/train is on sys.path (pytest prepend mode)
 
 from multiview.train.recipe import RecipeError, load_recipe, validate_recipe
 
@@ -22,18 +20,6 @@ train:
   steps: 10
   batch_size: 8
 """
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def error_of(path, overrides=()) -> str:
-    with pytest.raises(RecipeError) as info:
-        load_recipe(path, list(overrides))
-    return str(info.value)
 
 
 def test_short_forms_and_overrides(tmp_path):

@@ -4,12 +4,13 @@ what was expected -- never a traceback, never a silent acceptance, never a hang.
 from __future__ import annotations
 
 import signal
-import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from recipe_helpers import error_of
+from recipe_helpers import write as write_recipe
 
 from multiview.train.recipe import RecipeError, load_recipe
 
@@ -38,15 +39,7 @@ TRAIN_LINE = 15
 
 
 def write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def error_of(path, overrides=()) -> str:
-    with pytest.raises(RecipeError) as info:
-        load_recipe(path, list(overrides))
-    return str(info.value)
+    return write_recipe(tmp_path, name, text)
 
 
 @contextmanager
