@@ -242,8 +242,80 @@ class Clock:
         return self.n / max(self.cpu, 1e-9), self.n / max(self.wall, 1e-9)
 
 
+class RecipeStep:
+    """A recipe's view generator (image + audio, as the stream calls it) and its training step (encoders and
+    objectives from ``multiview.train.build``, its optimiser; forward, backward, optimiser step)."""
+
+    def __init__(self, recipe, clips: list[dict], batch: int):
+        self.recipe, self.batch_size = recipe, batch
+        self.views = ViewStage(build_views(recipe))
+        torch.manual_seed(recipe.train.seed)
+        self.model = build_model(recipe, self.views.views)
+        self.optimizer = build_optimizer(self.model.parameters(), recipe.optimizer)
+        images = torch.randint(0, 256, (len(clips), 1, 28, 28), dtype=torch.uint8)  # MNIST-sized digits
+        self.samples = [{**c, "image": images[i], "label": i % 10} for i, c in enumerate(clips)]
+        self.batches = [collate(self.make_batch(i * batch)) for i in range(2)]
+        self.step(self.batches[0])  # warm-up
+        self.view_clock, self.step_clock = Clock(), Clock()
+
+    def make_batch(self, offset: int) -> list[dict]:
+        items = [self.samples[(offset + i) % len(self.samples)] for i in range(self.batch_size)]
+        gens = [torch.Generator().manual_seed(offset + i) for i in range(self.batch_size)]
+        out = self.views.batch(items, generators=gens)
+        for o, s in zip(out, items):
+            o["label"] = s["label"]
+        return out
+
+    def step(self, batch: dict) -> None:
+        view_batch, rest = split_batch(batch, self.views.views.view_names)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model(view_batch, rest).loss.backward()
+        self.optimizer.step()
+
+    def round(self, r: int, steps: int) -> None:
+        """One batch of views, then ``steps`` training steps, each on its clock."""
+        with self.view_clock:
+            self.make_batch(r * self.batch_size)
+        self.view_clock.n += self.batch_size
+        for s in range(steps):
+            with self.step_clock:
+                self.step(self.batches[(r + s) % 2])
+            self.step_clock.n += self.batch_size
+
+    def report(self, label: str) -> dict:
+        """Prints and returns views/s per core against the step's samples/s, and the workers that keep it fed."""
+        views, step = self.view_clock.rate(), self.step_clock.rate()
+        need, fed = math.ceil(step[0] / views[0]), views[0] >= step[0]
+        print(
+            f"{label}: views (image + audio) {views[0]:.0f} samples/s per core ({views[1]:.0f} wall); "
+            f"training step (batch {self.batch_size}) {step[0]:.0f} samples/s per core ({step[1]:.0f} wall)"
+        )
+        print(
+            f"  -> one loader worker {'keeps' if fed else 'does NOT keep'} the step fed "
+            f"(views / step {views[0] / step[0]:.2f}); workers needed: {need}"
+        )
+        return {
+            "views_per_core_s": round(views[0], 1),
+            "step_samples_per_core_s": round(step[0], 1),
+            "step_samples_per_wall_s": round(step[1], 1),
+            "fed": fed,
+            "workers_needed": need,
+        }
+
+
+def shipped_recipe(path: Path, noise_dir: str):
+    """The recipe at ``path`` as it trains; a noise folder that its shard build writes and that is not here is
+    replaced by the benchmark's bank (said on stdout)."""
+    recipe = load_recipe(path)
+    noise = recipe.views.args["modalities"]["audio"].get("noise")
+    if noise not in (None, "gaussian") and not Path(noise).is_dir():
+        print(f"{path.name}: noise folder {noise} is not here (its shard build writes it): using {noise_dir}")
+        recipe = load_recipe(path, [f"views.modalities.audio.noise={noise_dir}"])
+    return recipe
+
+
 def cost(samples22: list[dict], args, noise_dir: str) -> dict:
-    """Views/s per core per configuration and the recipe's training step in samples/s, alternating."""
+    """Views/s per core per configuration, and two recipes' views next to their own training step, alternating."""
     # The clips at 16 kHz, as the avdigits shards hold them (the worker decodes, it does not resample).
     resample = torchaudio.transforms.Resample(samples22[0]["audio.sample_rate"], RATE)
     clips = [{"__key__": s["__key__"], "audio": resample(s["audio"]), "audio.sample_rate": RATE} for s in samples22]
@@ -260,38 +332,17 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
         name: multiview.views.create("audio", **{**audio_args, **resolve(opts)}, seed=0)
         for name, opts in configs.items()
     }
-    # The training step and the recipe's full view generator (image + audio, every option on, p 1).
-    recipe = recipe_with_audio(resolve(EVERY_P1))
-    views = ViewStage(build_views(recipe))
-    torch.manual_seed(recipe.train.seed)
-    model = build_model(recipe, views.views)
-    optimizer = build_optimizer(model.parameters(), recipe.optimizer)
-    images = torch.randint(0, 256, (len(clips), 1, 28, 28), dtype=torch.uint8)  # MNIST-sized digits
-    recipe_samples = [{**c, "image": images[i], "label": i % 10} for i, c in enumerate(clips)]
-
-    def make_batch(offset: int) -> list[dict]:
-        items = [recipe_samples[(offset + i) % len(recipe_samples)] for i in range(args.batch)]
-        gens_ = [torch.Generator().manual_seed(offset + i) for i in range(args.batch)]
-        out = views.batch(items, generators=gens_)
-        for o, s in zip(out, items):
-            o["label"] = s["label"]
-        return out
-
-    def step(batch: dict) -> None:
-        view_batch, rest = split_batch(batch, views.views.view_names)
-        optimizer.zero_grad(set_to_none=True)
-        out = model(view_batch, rest)
-        out.loss.backward()
-        optimizer.step()
-
-    batches = [collate(make_batch(i * args.batch)) for i in range(2)]
+    # Two recipes, each with its own views and step: cmc_avdigits with every option on at p 1 (the ceiling),
+    # and the shipped robust recipe (--recipe) as it trains (its odds, its view length).
+    recipes = {
+        "every option p 1 (cmc_avdigits)": RecipeStep(recipe_with_audio(resolve(EVERY_P1)), clips, args.batch),
+        f"shipped {args.recipe.name}": RecipeStep(shipped_recipe(args.recipe, noise_dir), clips, args.batch),
+    }
     for gen in gens.values():  # warm-up
         for c in clips[:3]:
             gen(c)
-    step(batches[0])
 
     clocks = {name: Clock() for name in configs}
-    recipe_clock, step_clock = Clock(), Clock()
     chunk = args.clips
     for r in range(args.rounds):
         order = list(configs)
@@ -302,16 +353,10 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
                 for i, c in enumerate(clips[:chunk]):
                     gen(c, generator=torch.Generator().manual_seed(r * chunk + i))
             clocks[name].n += chunk
-        with recipe_clock:
-            make_batch(r * args.batch)
-        recipe_clock.n += args.batch
-        for s in range(args.steps):
-            with step_clock:
-                step(batches[(r + s) % 2])
-            step_clock.n += args.batch
+        for bench in recipes.values() if r % 2 == 0 else reversed(recipes.values()):
+            bench.round(r, args.steps)
 
     rates = {name: clock.rate() for name, clock in clocks.items()}
-    recipe_rate, step_rate = recipe_clock.rate(), step_clock.rate()
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
     print()
     print(f"cost: recipes/cmc_avdigits.yaml audio views (1.2 s at {RATE} Hz, 32 mels, hop 320, one view per sample)")
@@ -319,31 +364,18 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
     print(f"{'configuration':<26} {'views/s per core':>17} {'(wall)':>9} {'x defaults':>11}")
     for name, (per_cpu, per_wall) in rates.items():
         print(f"{name:<26} {per_cpu:>17.0f} {per_wall:>9.0f} {per_cpu / rates['defaults'][0]:>11.3f}")
-    print(
-        f"recipe views (image + audio, every option p 1): {recipe_rate[0]:.0f} samples/s per core "
-        f"({recipe_rate[1]:.0f} wall)"
-    )
-    print(
-        f"training step (cmc_avdigits, batch {args.batch}): {step_rate[0]:.0f} samples/s per core "
-        f"({step_rate[1]:.0f} wall)"
-    )
-    every = rates["every option (p 1)"][0]
-    need = math.ceil(step_rate[0] / recipe_rate[0])
-    fed = recipe_rate[0] >= step_rate[0]
-    print(
-        f"views/s per core {recipe_rate[0]:.0f} vs step samples/s {step_rate[0]:.0f}: one loader worker "
-        f"{'keeps' if fed else 'does NOT keep'} the step fed (ratio {recipe_rate[0] / step_rate[0]:.2f}); "
-        f"workers needed: {need}"
-    )
+    reports = {label: bench.report(label) for label, bench in recipes.items()}
+    ceiling, shipped = reports.values()
     return {
         "views_per_core_s": {name: round(r[0], 1) for name, r in rates.items()},
         "views_per_wall_s": {name: round(r[1], 1) for name, r in rates.items()},
-        "every_option_views_per_core_s": round(every, 1),
-        "recipe_views_per_core_s": round(recipe_rate[0], 1),
-        "step_samples_per_core_s": round(step_rate[0], 1),
-        "step_samples_per_wall_s": round(step_rate[1], 1),
-        "fed": fed,
-        "workers_needed": need,
+        "every_option_views_per_core_s": round(rates["every option (p 1)"][0], 1),
+        "recipe_views_per_core_s": ceiling["views_per_core_s"],
+        "step_samples_per_core_s": ceiling["step_samples_per_core_s"],
+        "step_samples_per_wall_s": ceiling["step_samples_per_wall_s"],
+        "fed": ceiling["fed"],
+        "workers_needed": ceiling["workers_needed"],
+        "shipped_recipe": {"recipe": args.recipe.name, **shipped},
         "threads": torch.get_num_threads(),
         "load": load,
     }
@@ -358,6 +390,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128, help="cost: the training step's batch (the recipe's)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for everything timed")
     parser.add_argument("--skip-baseline", action="store_true", help="only the cost part")
+    parser.add_argument(
+        "--recipe",
+        type=Path,
+        default=RECIPE.parent / "cmc_avdigits_robust.yaml",
+        help="cost: a recipe whose own views are timed next to its own training step (default: the robust one)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
