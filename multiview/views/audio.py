@@ -16,23 +16,25 @@ options above are unchanged): speed perturbation (``speed``: resampling by the f
 stretch without pitch change (``stretch``: phase vocoder on the STFT), pitch shift (``pitch`` semitones:
 phase-vocoder stretch + resampling), random crop length (``crop_duration``), peaking equalisation (``eq_p``)
 and band-pass (``bandpass_p``) biquads, reverberation with a synthetic room impulse response (``reverb_p``,
-``rt60``) and loudness normalisation (``loudness_db``). The functions behind them (``speed_perturb``,
-``time_stretch``, ``pitch_shift``, ``warp``, ``synthetic_rir``, ``reverberate``, ``normalize_rms``,
-``biquad_coefficients``) are public and work on any ``[..., T]`` waveform.
+``rt60``) and loudness normalisation (``loudness_db``). The functions behind them are public and work on any
+``[..., T]`` waveform (``multiview.views.waveform``: ``speed_perturb``, ``time_stretch``, ``pitch_shift``,
+``warp``, ``synthetic_rir``, ``reverberate``, ``normalize_rms``, ``biquad_coefficients``).
 
-Cost (benchmarks/views_audio.py; benchmarks/README.md "Audio views: cost"): a view crops first, just long enough
-for its length after the transforms; speed, stretch and pitch then run as ONE phase-vocoder pass and ONE
-resampling (``warp``); resampling kernels are cached per factor; the vocoder multiplies unit phasors instead
-of taking angles; reverberation convolves at a fast FFT length; the biquads' coefficients are Python floats.
+Draw, then render: every number of a clip's views is drawn first (``draw``, in a fixed order from the clip's
+generator), then the views of all clips in a ``batch`` are made together (``render``), one call per transform
+for all of them (``multiview.views.waveform_rows``); ``generate`` is a batch of one, so a clip gets the same
+views alone or in any batch (to float rounding). Cost (benchmarks/views_audio.py; benchmarks/README.md "Audio
+views: cost"): a view crops first, just long enough for its length after the transforms; speed, stretch and
+pitch then run as ONE phase-vocoder pass and ONE resampling (``warp``); resampling kernels are cached per
+factor; the vocoder multiplies unit phasors instead of taking angles; reverberation convolves at a fast FFT
+length; an FFT's, filter's or STFT's fixed cost is paid once per batch instead of once per view.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,8 @@ from multiview.views.base import (
     get_field,
     register,
 )
+from multiview.views.waveform import _stft_size, rational, synthetic_rir
+from multiview.views.waveform_rows import biquad_rows, normalize_rms_rows, reverberate_rows, warp_rows
 
 
 def _mono(wave_: Any, where: str) -> torch.Tensor:
@@ -65,220 +69,6 @@ def _mono(wave_: Any, where: str) -> torch.Tensor:
     if wave_.ndim not in (1, 2) or wave_.shape[-1] == 0 or wave_.numel() == 0:
         raise ValueError(f"{where}: expected shape [C, T] or [T] with T > 0, got {tuple(wave_.shape)}")
     return (wave_.mean(0) if wave_.ndim == 2 else wave_).float()
-
-
-# -- waveform transforms (pure functions of [..., T] waveforms; the generator draws their parameters) -------
-_GRID = 100  # speed / pitch factors on a 1 % grid: k/100 at or above 1, 100/k below
-
-
-def rational(factor: float) -> Fraction:
-    """``factor`` on a 1 % grid, as a fraction: ``k/100`` for ``factor >= 1``, ``100/k`` below (0.8 -> 4/5,
-    2 ** (7/12) -> 3/2; at most 0.5 % off). About 120 factors cover speeds 0.8-1.25 with +-4 semitones, so
-    their resampling kernels are built once each (``_resampler``); a fraction with a denominator near 100
-    resamples as fast as one near 24 once its kernel is built."""
-    if factor >= 1.0:
-        return Fraction(round(factor * _GRID), _GRID)
-    return Fraction(_GRID, round(_GRID / factor))
-
-
-@functools.lru_cache(maxsize=256)
-def _resampler(orig: int, new: int, dtype: torch.dtype) -> torch.nn.Module:
-    """A ``torchaudio.transforms.Resample(orig, new)``, built once per ``(orig, new, dtype)``: its sinc kernel
-    is what ``torchaudio.functional.resample`` rebuilds on every call (half of a call's time for 1.2 s at
-    16 kHz; a kernel is at most ~200 KB)."""
-    import torchaudio
-
-    return torchaudio.transforms.Resample(orig, new, dtype=dtype)
-
-
-def speed_perturb(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """Play ``x [..., T]`` ``factor`` times faster: ``[..., ~T / factor]``, every frequency times ``factor``.
-
-    Resamples from ``p`` to ``q`` where ``p/q`` is ``rational(factor)`` (0.8 -> 4/5: 1.25x longer), with a
-    cached resampling kernel per fraction (the numbers of ``torchaudio.functional.resample(x, p, q)``).
-    """
-    frac = rational(factor)
-    if frac == 1:
-        return x
-    return _resampler(frac.numerator, frac.denominator, x.dtype)(x)
-
-
-def _stft_size(sample_rate: int) -> int:
-    """A ~32 ms power-of-two FFT size for the phase vocoder (512 at 16 kHz)."""
-    return 2 ** max(6, round(math.log2(0.032 * sample_rate)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _fft_size(n: int) -> int:
-    """The smallest ``2^a 3^b 5^c >= n`` with ``a >= 6``: an FFT length that runs fast. A prime-heavy length
-    runs ~8x slower (31999 vs 32000 samples) and so do lengths with few factors 2 (28125 = 3^2 5^5: 1.6x)."""
-    best = 64 << max(0, (n - 1).bit_length() - 6)  # the next power of two (at least 64)
-    p5 = 1
-    while 64 * p5 < best:
-        p35 = p5
-        while 64 * p35 < best:
-            m = 64 * p35
-            while m < n:
-                m *= 2
-            best = min(best, m)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
-@functools.lru_cache(maxsize=16)
-def _hann(n: int, dtype: torch.dtype) -> torch.Tensor:
-    return torch.hann_window(n, dtype=dtype)
-
-
-def _phase_vocoder(spec: torch.Tensor, rate: float) -> torch.Tensor:
-    """``torchaudio.functional.phase_vocoder(spec [..., freq, frames], rate, advance)``, computed cheaper.
-
-    torchaudio accumulates ``wrap(angle1 - angle0 - advance) + advance`` per output frame; that sum equals
-    ``angle1 - angle0`` modulo 2 pi, so the output phase is the first frame's phase times the product of the
-    unit phasors ``u1 * conj(u0)`` of the neighbouring input frames: no ``atan2``, ``sin`` or ``cos`` and no
-    phase advance (the same result to 1e-9 in float64; in float32 more precise than torchaudio's phase sum,
-    which grows to ~1e4 rad). Magnitudes are interpolated linearly between the two frames, as there.
-    Output ``[..., freq, ceil(frames / rate)]``.
-    """
-    steps = torch.arange(0, spec.shape[-1], rate, dtype=spec.real.dtype)
-    alphas = steps % 1.0
-    i0 = steps.long()
-    spec = torch.nn.functional.pad(spec, [0, 2])
-    mag = spec.abs()
-    silent = mag == 0  # angle(0) is 0 in torchaudio: a unit phasor of 1, not 0 (which would end the product)
-    unit = torch.where(silent, torch.ones((), dtype=spec.dtype), spec / mag.masked_fill(silent, 1.0))
-    turn = unit[..., 1:] * unit[..., :-1].conj()  # input frame j -> j + 1
-    phasor = torch.cat([unit[..., :1], turn.index_select(-1, i0[:-1])], dim=-1).cumprod(-1)
-    return phasor * torch.lerp(mag.index_select(-1, i0), mag.index_select(-1, i0 + 1), alphas)
-
-
-def time_stretch(x: torch.Tensor, rate: float, n_fft: int = 512) -> torch.Tensor:
-    """Speed ``x [..., T]`` up by ``rate`` keeping its pitch: ``[..., round(T / rate)]``.
-
-    The phase vocoder of ``torchaudio.functional.phase_vocoder`` (``_phase_vocoder``: the same output,
-    ~2x cheaper) on a Hann STFT (hop ``n_fft // 4``), back with ``istft``, rescaled to the input's RMS.
-    """
-    if rate == 1.0:
-        return x
-    length = x.shape[-1]
-    out_len = max(1, round(length / rate))
-    if length < n_fft:  # the STFT needs at least one full frame; the zero tail is trimmed below
-        x = torch.nn.functional.pad(x, (0, n_fft - length))
-    hop = n_fft // 4
-    window = _hann(n_fft, x.dtype)
-    lead = x.shape[:-1]
-    spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, window=window, return_complex=True)
-    spec = _phase_vocoder(spec, rate)
-    full = round(x.shape[-1] / rate)
-    y = torch.istft(spec, n_fft, hop, window=window, length=full)[..., :out_len]
-    if y.shape[-1] < out_len:
-        y = torch.nn.functional.pad(y, (0, out_len - y.shape[-1]))
-    # The vocoder loses level when it slows down (a 440 Hz tone at rate 0.5: -4.7 dB); keep the RMS.
-    rms_in = x.reshape(y.shape[0], -1).pow(2).mean(-1, keepdim=True).sqrt() * math.sqrt(x.shape[-1] / length)
-    y = y * (rms_in / y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12))
-    return y.reshape(*lead, out_len)
-
-
-def pitch_shift(x: torch.Tensor, semitones: float, n_fft: int = 512) -> torch.Tensor:
-    """Shift the pitch of ``x [..., T]`` by ``semitones`` keeping its length and tempo: ``[..., T]``.
-
-    A phase-vocoder stretch by ``1/f`` then a resampling speed-up by ``f``, with ``f`` the 1 % grid value
-    ``rational(2 ** (semitones / 12))`` (``torchaudio.functional.pitch_shift`` resamples between
-    ``sample_rate / f`` and ``sample_rate``, whose gcd is often 1: a kernel of thousands of phases per call).
-    """
-    if semitones == 0:
-        return x
-    frac = rational(2.0 ** (semitones / 12.0))
-    length = x.shape[-1]
-    y = speed_perturb(time_stretch(x, 1.0 / float(frac), n_fft), float(frac))
-    if y.shape[-1] < length:
-        return torch.nn.functional.pad(y, (0, length - y.shape[-1]))
-    return y[..., :length]
-
-
-def warp_factors(speed: float = 1.0, stretch: float = 1.0, semitones: float = 0.0) -> tuple[Fraction, float]:
-    """``(resampling factor, vocoder rate)`` of :func:`warp`: the speed factor's fraction times the pitch
-    ratio, on the grid of :func:`rational`; and the vocoder rate that makes the tempo ``rational(speed) *
-    stretch`` after that resampling (exactly 1.0 -- no vocoder -- when ``stretch`` is 1 and ``semitones`` 0)."""
-    speed_frac = rational(speed)
-    factor = rational(float(speed_frac) * 2.0 ** (semitones / 12.0))
-    return factor, float(speed_frac) * stretch / float(factor)
-
-
-def warp(x: torch.Tensor, speed: float = 1.0, stretch: float = 1.0, semitones: float = 0.0, n_fft: int = 512):
-    """``speed_perturb(x, speed)``, ``time_stretch(.., stretch)`` and ``pitch_shift(.., semitones)`` of
-    ``x [..., T]`` in ONE phase-vocoder pass and ONE resampling: ``[..., ~T / (speed * stretch)]``.
-
-    Every frequency is multiplied by ``rational(speed) * 2 ** (semitones / 12)`` (on the 1 % grid of
-    :func:`rational`) and the tempo by ``rational(speed) * stretch``: a vocoder stretch by the rate of
-    :func:`warp_factors`, then a resampling by its factor. Chained, the three functions would run the vocoder
-    twice and resample twice.
-    """
-    factor, rate = warp_factors(speed, stretch, semitones)
-    if rate != 1.0:
-        x = time_stretch(x, rate, n_fft)
-    return speed_perturb(x, float(factor))
-
-
-def synthetic_rir(rt60: float, sample_rate: int, generator: torch.Generator) -> torch.Tensor:
-    """A room impulse response ``[round(rt60 * sample_rate)]``: Gaussian noise under an exponential decay
-    whose energy falls 60 dB in ``rt60`` seconds, a unit direct path first, unit energy overall."""
-    n = max(2, round(rt60 * sample_rate))
-    t = torch.arange(n, dtype=torch.float32) / sample_rate
-    h = torch.randn(n, generator=generator) * torch.pow(10.0, -3.0 * t / rt60)
-    h[0] = 1.0
-    return h / h.pow(2).sum().sqrt()
-
-
-def reverberate(x: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
-    """``x [..., T]`` convolved with ``rir [L]`` (FFT), cut to ``T`` samples and rescaled to ``x``'s RMS.
-
-    The first ``T`` samples of ``torchaudio.functional.fftconvolve(x, rir)``, computed on less: only the span
-    from the first to the last non-zero sample of ``x`` is transformed (a view's zero padding and shift
-    contribute nothing), the RIR past what reaches the first ``T`` samples is dropped, and the transform runs
-    at a fast length (``_fft_size``) where fftconvolve takes ``T + L - 1`` itself (1.2 s at 16 kHz with a
-    0.8 s RIR: 31999 samples, ~8x slower than 32000).
-    """
-    length = x.shape[-1]
-    support = torch.nonzero(x.reshape(-1, length).abs().amax(0))
-    if support.numel() == 0:
-        return x  # silence stays silent
-    first, last = int(support[0]), int(support[-1]) + 1
-    rir = rir[: length - first].to(x.dtype)
-    n = _fft_size(last - first + rir.shape[-1] - 1)
-    y = torch.fft.irfft(torch.fft.rfft(x[..., first:last], n) * torch.fft.rfft(rir, n), n)[..., : length - first]
-    y = torch.nn.functional.pad(y, (first, length - first - y.shape[-1]))
-    scale = x.pow(2).mean(-1, keepdim=True).sqrt() / y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
-    return y * scale
-
-
-def normalize_rms(x: torch.Tensor, target_db: float) -> torch.Tensor:
-    """``x [..., T]`` scaled to an RMS of ``target_db`` dB re full scale (silence stays silent)."""
-    rms = x.pow(2).mean(-1, keepdim=True).sqrt()
-    return x * (10.0 ** (target_db / 20.0) / rms.clamp_min(1e-8)) * (rms > 1e-8)
-
-
-def biquad_coefficients(kind: str, sample_rate: int, freq: float, q: float, gain_db: float = 0.0):
-    """``(a, b)``, each ``[a0, a1, a2]`` / ``[b0, b1, b2]``: the peaking equaliser (``kind="eq"``) or band-pass
-    (``"bandpass"``, 0 dB peak) of ``torchaudio.functional.equalizer_biquad`` / ``bandpass_biquad`` (the
-    audio-EQ-cookbook designs), computed in Python floats: those functions build ~50 small tensors per call,
-    more time than the filter itself on a 1 s view."""
-    w0 = 2.0 * math.pi * freq / sample_rate
-    alpha, cos_w0 = math.sin(w0) / 2.0 / q, math.cos(w0)
-    if kind == "eq":
-        amp = math.exp(gain_db / 40.0 * math.log(10.0))
-        return [1 + alpha / amp, -2 * cos_w0, 1 - alpha / amp], [1 + alpha * amp, -2 * cos_w0, 1 - alpha * amp]
-    return [1 + alpha, -2 * cos_w0, 1 - alpha], [alpha, 0.0, -alpha]
-
-
-def _biquad(kind: str, x: torch.Tensor, sample_rate: int, freq: float, q: float, gain_db: float = 0.0):
-    """The ``kind`` biquad of :func:`biquad_coefficients` on ``x [..., T]`` with ``torchaudio``'s ``lfilter``
-    (unclamped: the filter is linear and a boost may leave [-1, 1] before the gain and loudness that follow)."""
-    import torchaudio.functional as F
-
-    a, b = biquad_coefficients(kind, sample_rate, freq, q, gain_db)
-    return F.lfilter(x, torch.tensor(a, dtype=x.dtype), torch.tensor(b, dtype=x.dtype), clamp=False)
 
 
 def _optional_range(name: str, value: Any, **bounds: float) -> tuple[float, float] | None:
@@ -338,6 +128,10 @@ class AudioViews(ViewGenerator):
     """
 
     modality = "audio"
+    # Views made per call of each transform: enough to pay an FFT's or a filter's fixed cost once for several
+    # views, few enough that a call's tensors stay in cache (every option on, 1.2 s at 16 kHz, one thread: 8 views
+    # per call 2.6 ms a view, 1 view 4.3 ms, 64 views 3.9 ms; benchmarks/README.md "Audio views: cost").
+    views_per_call = 8
 
     def __init__(
         self,
@@ -537,36 +331,33 @@ class AudioViews(ViewGenerator):
     def _log_uniform(u: Uniforms, lo: float, hi: float) -> float:
         return math.exp(u.uniform(math.log(lo), math.log(hi)))
 
-    def _crop(self, wav: torch.Tensor, u: Uniforms) -> torch.Tensor:
-        """One view's ``[n_samples]`` crop of ``wav [T]``, sped up / stretched / pitch-shifted / shortened
-        when those options are on (all off: ``_window(wav, start)`` with the same single draw as before).
+    def _draw_crop(self, wav_len: int, u: Uniforms) -> dict[str, Any]:
+        """Where a view's crop starts, how long it is and how it is warped (all off: one draw, the start).
 
-        The crop comes first, just long enough to give the view's content after the transforms, which then
-        run together in one :func:`warp` (one vocoder pass, one cached resampling)."""
+        The crop comes first, just long enough to give the view's content after speed / stretch / pitch,
+        which then run together in one :func:`warp`."""
         speed = u.uniform(*self.speed) if self.speed else 1.0
         stretch = u.uniform(*self.stretch) if self.stretch else 1.0
         semitones = u.uniform(*self.pitch) if self.pitch else 0.0
         length = max(1, round(u.uniform(*self.crop_duration) * self.sample_rate)) if self.crop_duration else None
         content = length or self.n_samples
         span = max(1, math.ceil(content * float(rational(speed)) * stretch)) if self.speed or self.stretch else content
-        start = u.randint(0, max(1, wav.shape[0] - span + 1))
-        x = wav[start : start + span]
-        if self.speed or self.stretch or self.pitch:
-            x = warp(x, speed, stretch, semitones, self._stft_size)
-        return self._window(x[:content], 0)
+        start = u.randint(0, max(1, wav_len - span + 1))
+        return {"start": start, "span": span, "speed": speed, "stretch": stretch, "semitones": semitones,
+                "content": content}  # fmt: skip
 
-    def _filters(self, x: torch.Tensor, u: Uniforms, generator: torch.Generator) -> torch.Tensor:
-        """Equaliser, band-pass, reverberation and loudness of one view ``x [n_samples]`` (those that are on)."""
+    def _draw_filters(self, u: Uniforms, generator: torch.Generator) -> dict[str, Any]:
+        """The equaliser, band-pass, room and loudness of one view (``None``: that transform is off for it)."""
+        eq = bandpass = rir = loudness = None
         if self.eq_p > 0 and u.bernoulli(self.eq_p):
-            freq, gain = self._log_uniform(u, *self.eq_freq), u.uniform(*self.eq_gain_db)
-            x = _biquad("eq", x, self.sample_rate, freq, self.eq_q, gain)
+            eq = (self._log_uniform(u, *self.eq_freq), u.uniform(*self.eq_gain_db))
         if self.bandpass_p > 0 and u.bernoulli(self.bandpass_p):
-            x = _biquad("bandpass", x, self.sample_rate, self._log_uniform(u, *self.bandpass_freq), self.bandpass_q)
+            bandpass = self._log_uniform(u, *self.bandpass_freq)
         if self.reverb_p > 0 and u.bernoulli(self.reverb_p):
-            x = reverberate(x, synthetic_rir(u.uniform(*self.rt60), self.sample_rate, generator))
+            rir = synthetic_rir(u.uniform(*self.rt60), self.sample_rate, generator)
         if self.loudness_db:
-            x = normalize_rms(x, u.uniform(*self.loudness_db))
-        return x
+            loudness = u.uniform(*self.loudness_db)
+        return {"eq": eq, "bandpass": bandpass, "rir": rir, "loudness": loudness}
 
     def _noise(self, u: Uniforms, generator: torch.Generator) -> torch.Tensor:
         """One noise excerpt ``[n_samples]`` (Gaussian, or a bank recording tiled and cut at random)."""
@@ -578,26 +369,63 @@ class AudioViews(ViewGenerator):
         start = u.randint(0, clip.shape[0] - self.n_samples + 1)
         return clip[start : start + self.n_samples]
 
-    def waveforms(self, wav: torch.Tensor, u: Uniforms, generator: torch.Generator) -> torch.Tensor:
-        """Random waveform views ``[V, n_samples]`` of a mono clip ``wav [T]``."""
-        views, gains, noises, snrs = [], [], [], []
+    def draw(self, wav_len: int, u: Uniforms, generator: torch.Generator) -> list[dict[str, Any]]:
+        """Every number of one clip's ``n_views`` training views, in the order the views use them: the crop and
+        warp, shift, filters, gain, then noise and its SNR (a view without noise: ``None`` and ``inf``)."""
+        draws = []
         for _ in range(self.n_views):
-            x = self._shift(self._crop(wav, u), u.randint(-self.max_shift, self.max_shift + 1))
-            views.append(self._filters(x, u, generator))
-            gains.append(10.0 ** (u.uniform(*self.gain_db) / 20.0))
-            if self.noise_kind is not None and u.bernoulli(self.noise_p):
-                noises.append(self._noise(u, generator))
-                snrs.append(u.uniform(*self.snr_db))
-            else:
-                noises.append(torch.zeros(self.n_samples))
-                snrs.append(float("inf"))
-        x = torch.stack(views) * torch.tensor(gains).unsqueeze(1)
-        noise = torch.stack(noises)
+            view = self._draw_crop(wav_len, u)
+            view["shift"] = u.randint(-self.max_shift, self.max_shift + 1)
+            view.update(self._draw_filters(u, generator))
+            view["gain"] = 10.0 ** (u.uniform(*self.gain_db) / 20.0)
+            noisy = self.noise_kind is not None and u.bernoulli(self.noise_p)
+            view["noise"] = self._noise(u, generator) if noisy else None
+            view["snr"] = u.uniform(*self.snr_db) if noisy else float("inf")
+            draws.append(view)
+        return draws
+
+    def _crops(self, wavs: Sequence[torch.Tensor], draws: Sequence[dict]) -> torch.Tensor:
+        """The views' crops of their clips, warped (one :func:`warp_rows` for all) and cut: ``[N, n_samples]``."""
+        crops = [wav[d["start"] : d["start"] + d["span"]] for wav, d in zip(wavs, draws)]
+        if self.speed or self.stretch or self.pitch:
+            crops = warp_rows(crops, *([d[k] for d in draws] for k in ("speed", "stretch", "semitones")),
+                              n_fft=self._stft_size)  # fmt: skip
+        return torch.stack([self._shift(self._window(c[: d["content"]], 0), d["shift"]) for c, d in zip(crops, draws)])
+
+    def _filter_rows(self, x: torch.Tensor, draws: Sequence[dict]) -> torch.Tensor:
+        """Equaliser, band-pass, reverberation and loudness of the views ``x [N, n_samples]`` that drew them:
+        one call per transform for all those views."""
+        x = x.clone()
+        rows = [i for i, d in enumerate(draws) if d["eq"]]
+        if rows:
+            freqs, gains = zip(*(draws[i]["eq"] for i in rows))
+            x[rows] = biquad_rows("eq", x[rows], self.sample_rate, freqs, self.eq_q, gains)
+        rows = [i for i, d in enumerate(draws) if d["bandpass"]]
+        if rows:
+            freqs = [draws[i]["bandpass"] for i in rows]
+            x[rows] = biquad_rows("bandpass", x[rows], self.sample_rate, freqs, self.bandpass_q)
+        rows = [i for i, d in enumerate(draws) if d["rir"] is not None]
+        if rows:
+            x[rows] = reverberate_rows(x[rows], [draws[i]["rir"] for i in rows])
+        rows = [i for i, d in enumerate(draws) if d["loudness"] is not None]
+        if rows:
+            x[rows] = normalize_rms_rows(x[rows], [draws[i]["loudness"] for i in rows])
+        return x
+
+    def render(self, wavs: Sequence[torch.Tensor], draws: Sequence[dict]) -> torch.Tensor:
+        """Waveform views ``[N, n_samples]``: view ``n`` of clip ``wavs[n] [T_n]`` made with ``draws[n]``."""
+        x = self._filter_rows(self._crops(wavs, draws), draws)
+        x = x * torch.tensor([d["gain"] for d in draws]).unsqueeze(1)
+        noise = torch.stack([d["noise"] if d["noise"] is not None else torch.zeros(self.n_samples) for d in draws])
         # Scale each noise to the drawn SNR against its view's power (views without noise get scale 0).
         p_signal, p_noise = x.pow(2).mean(1, keepdim=True), noise.pow(2).mean(1, keepdim=True)
-        snr = torch.tensor(snrs).unsqueeze(1)
+        snr = torch.tensor([d["snr"] for d in draws]).unsqueeze(1)
         scale = torch.sqrt(p_signal / (p_noise.clamp_min(1e-12) * 10.0 ** (snr / 10.0)))
         return x + noise * scale
+
+    def waveforms(self, wav: torch.Tensor, u: Uniforms, generator: torch.Generator) -> torch.Tensor:
+        """Random waveform views ``[V, n_samples]`` of a mono clip ``wav [T]``."""
+        return self.render([wav] * self.n_views, self.draw(wav.shape[0], u, generator))
 
     def eval_waveforms(self, wav: torch.Tensor) -> torch.Tensor:
         """Centre crops ``[V, n_samples]``."""
@@ -627,23 +455,48 @@ class AudioViews(ViewGenerator):
         hi = torch.tensor(ends).reshape(self.n_views, n_masks, 1)
         return ((pos >= lo) & (pos < hi)).any(dim=1)
 
+    def masks_for(self, u: Uniforms, n_mels: int, frames: int) -> torch.Tensor:
+        """SpecAugment's ``[V, 1, n_mels, frames]`` bool mask of one clip's views: random mel bands, then frame
+        spans, drawn from the clip's ``u``."""
+        n_freq, f_width, n_time, t_width = self.masks
+        mask = torch.zeros(self.n_views, 1, n_mels, frames, dtype=torch.bool)
+        if n_freq and f_width:
+            mask |= self._band(u, n_freq, f_width, n_mels).reshape(-1, 1, n_mels, 1)
+        if n_time and t_width:
+            mask |= self._band(u, n_time, t_width, frames).reshape(-1, 1, 1, frames)
+        return mask
+
     def spec_augment(self, spec: torch.Tensor, u: Uniforms) -> torch.Tensor:
         """Zero random mel bands and frame spans of ``spec [V, 1, n_mels, frames]``."""
-        n_freq, f_width, n_time, t_width = self.masks
-        mask = torch.zeros(spec.shape[0], 1, spec.shape[2], spec.shape[3], dtype=torch.bool)
-        if n_freq and f_width:
-            mask |= self._band(u, n_freq, f_width, spec.shape[2]).reshape(-1, 1, spec.shape[2], 1)
-        if n_time and t_width:
-            mask |= self._band(u, n_time, t_width, spec.shape[3]).reshape(-1, 1, 1, spec.shape[3])
-        return spec.masked_fill(mask, 0.0)
+        return spec.masked_fill(self.masks_for(u, spec.shape[2], spec.shape[3]), 0.0)
 
+    # -- the contract: one clip or a batch of clips, the same views ---------------------------------------
     def generate(self, sample: Any, generator: torch.Generator) -> dict[str, Any]:
-        wav = self.load(sample)
+        return self.batch([sample], generators=[generator])[0]
+
+    def batch(self, samples: Sequence[Any], *, generators: Sequence[torch.Generator] | None = None) -> list[dict]:
+        """The views of several clips, each drawn from its own generator as ``generate`` draws them, made by one
+        call per transform for every ``views_per_call`` views (``multiview.views.waveform_rows``): the same views
+        as one clip at a time, to float rounding, at a fraction of the per-call cost."""
+        generators = self._generators(samples, generators)
+        per_call = max(1, self.views_per_call // self.n_views)
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(samples), per_call):
+            out += self._batch(samples[start : start + per_call], generators[start : start + per_call])
+        return out
+
+    def _batch(self, samples: Sequence[Any], generators: Sequence[torch.Generator]) -> list[dict]:
+        wavs = [self.load(s) for s in samples]
         if self.train:
-            u = Uniforms(generator)
-            spec = self.spec_augment(self.log_mel(self.waveforms(wav, u, generator)), u)
+            us = [Uniforms(g) for g in generators]
+            draws = [d for wav, u, g in zip(wavs, us, generators) for d in self.draw(wav.shape[0], u, g)]
+            spec = self.log_mel(self.render([w for w in wavs for _ in range(self.n_views)], draws))
+            mask = torch.cat([self.masks_for(u, spec.shape[2], spec.shape[3]) for u in us])
+            spec = spec.masked_fill(mask, 0.0)
         else:
-            spec = self.log_mel(self.eval_waveforms(wav))
-        out: dict[str, Any] = dict(zip(self.view_names, spec.unbind(0)))
-        out[META] = {name: {"sample_rate": self.sample_rate} for name in self.view_names}
+            spec = self.log_mel(torch.cat([self.eval_waveforms(w) for w in wavs]))
+        out: list[dict[str, Any]] = []
+        for views in spec.split(self.n_views):
+            meta = {name: {"sample_rate": self.sample_rate} for name in self.view_names}
+            out.append({**dict(zip(self.view_names, views.unbind(0))), META: meta})
         return out

@@ -13,8 +13,10 @@ import torchaudio.functional as F
 from audio_signals import peak_hz, tone  # tests/views is on sys.path (pytest prepend mode)
 
 import multiview.views as mv
-import multiview.views.audio as audio
-from multiview.views.audio import (
+import multiview.views.waveform as waveform
+import multiview.views.waveform_rows as rows
+from multiview.views.base import Uniforms
+from multiview.views.waveform import (
     _fft_size,
     _phase_vocoder,
     _resampler,
@@ -27,7 +29,6 @@ from multiview.views.audio import (
     warp,
     warp_factors,
 )
-from multiview.views.base import Uniforms
 
 
 @pytest.mark.parametrize("rate", [0.5, 0.8, 0.97, 1.25, 2.0])
@@ -59,15 +60,15 @@ def test_reverberate_equals_fftconvolve_cut_and_rescaled():
 def test_biquads_equal_torchaudios_filters(freq, q, gain):
     x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 0.05
     torch.testing.assert_close(
-        audio._biquad("eq", x, 16000, freq, q, gain), F.equalizer_biquad(x, 16000, freq, gain, q), rtol=0, atol=1e-12
+        waveform._biquad("eq", x, 16000, freq, q, gain), F.equalizer_biquad(x, 16000, freq, gain, q), rtol=0, atol=1e-12
     )
     torch.testing.assert_close(
-        audio._biquad("bandpass", x, 16000, freq, q), F.bandpass_biquad(x, 16000, freq, q), rtol=0, atol=1e-12
+        waveform._biquad("bandpass", x, 16000, freq, q), F.bandpass_biquad(x, 16000, freq, q), rtol=0, atol=1e-12
     )
     a, b = biquad_coefficients("eq", 16000, freq, q, 0.0)
     assert a == b  # 0 dB: the identity
     # Unclamped: a boosted loud view is not cut at 1 (torchaudio's lfilter clamps by default).
-    loud = audio._biquad("eq", 0.9 * tone(1000.0, 0.25, 16000), 16000, 1000.0, 1.0, 12.0)
+    loud = waveform._biquad("eq", 0.9 * tone(1000.0, 0.25, 16000), 16000, 1000.0, 1.0, 12.0)
     assert float(loud.abs().max()) > 1.5  # 0.45 boosted by 12 dB: ~1.8
 
 
@@ -106,8 +107,8 @@ def test_warp_is_speed_then_stretch_then_pitch_in_one_vocoder_pass(monkeypatch):
     assert torch.equal(warp(x, speed=0.8), speed_perturb(x, 0.8))  # no vocoder without stretch or pitch
     assert torch.equal(warp(x, stretch=1.2, n_fft=256), time_stretch(x, 1.2, n_fft=256))
     calls = []
-    real = audio._phase_vocoder
-    monkeypatch.setattr(audio, "_phase_vocoder", lambda *a: calls.append(a[1]) or real(*a))
+    real = waveform._phase_vocoder
+    monkeypatch.setattr(waveform, "_phase_vocoder", lambda *a: calls.append(a[1]) or real(*a))
     y = warp(x, speed=0.8, stretch=1.1, semitones=3.0, n_fft=256)
     assert len(calls) == 1  # one vocoder pass (chained: two), then one resampling
     factor, vocoder_rate = warp_factors(0.8, 1.1, 3.0)
@@ -116,14 +117,19 @@ def test_warp_is_speed_then_stretch_then_pitch_in_one_vocoder_pass(monkeypatch):
     assert peak_hz(y, rate) == pytest.approx(500.0 * 0.8 * 2 ** (3 / 12), abs=2.0 + 500 * 0.005)  # pitch
 
 
-def test_a_view_with_speed_stretch_and_pitch_runs_the_vocoder_once(monkeypatch):
+def test_the_views_of_a_batch_run_one_vocoder_pass_for_all(monkeypatch):
     calls = []
-    real = audio.time_stretch
-    monkeypatch.setattr(audio, "time_stretch", lambda *a: calls.append(a[1]) or real(*a))
+    real = rows._phase_vocoder_rows
+    monkeypatch.setattr(rows, "_phase_vocoder_rows", lambda *a: calls.append(len(a[2])) or real(*a))
     gen = mv.create(
         "audio", n_views=3, sample_rate=8000, n_fft=256, hop_length=80, n_mels=32, duration=0.5,
         speed=(0.8, 1.25), stretch=(0.8, 1.25), pitch=(-3.0, 3.0),
     )  # fmt: skip
     views = gen.waveforms(tone(300.0, 1.0, 8000), Uniforms(torch.Generator().manual_seed(0)), torch.Generator())
-    assert len(calls) == 3 and views.shape == (3, 4000)
+    assert calls == [3] and views.shape == (3, 4000)  # one pass, three rows (per view: three passes)
     assert (views.abs().sum(1) > 0).all()
+    clips = [{"__key__": f"c{i}", "audio": tone(300.0 + 50 * i, 1.0, 8000)[None], "audio.sample_rate": 8000}
+             for i in range(4)]  # fmt: skip
+    calls.clear()
+    gen.batch(clips)
+    assert calls == [6, 6]  # 4 clips x 3 views: two clips (6 views <= views_per_call 8) per pass
