@@ -9,7 +9,8 @@ per sample, one loader worker) with the defaults, with each optional transform a
 crop length, equaliser, band-pass, reverberation, loudness, a noise bank read from a folder of .wav files),
 and with every option on at probability 1 (the cost ceiling of a robust recipe) and at a robust recipe's
 probabilities. The clips are first resampled to 16 kHz (what the avdigits shards hold), so the figures are
-the worker's view work per sample, not decoding. Side by side: the training step of recipes/cmc_avdigits.yaml
+the worker's view work per sample, not decoding; each configuration makes the views of ``--clips`` clips in one
+``batch`` call, as the loader calls a view generator. Side by side: the training step of recipes/cmc_avdigits.yaml
 (its encoders and CMC objective built with ``multiview.train.build``, AdamW from ``multiview.train.optim``;
 forward + backward + optimiser step on a batch of ``--batch`` samples that the recipe's view generator made,
 image + audio with every option on) in samples/s, with the same thread count. One loader worker keeps the step
@@ -349,9 +350,9 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
         order = order[r % len(order) :] + order[: r % len(order)]  # who goes first rotates
         for name in order:
             gen = gens[name]
+            generators = [torch.Generator().manual_seed(r * chunk + i) for i in range(chunk)]
             with clocks[name]:
-                for i, c in enumerate(clips[:chunk]):
-                    gen(c, generator=torch.Generator().manual_seed(r * chunk + i))
+                gen.batch(clips[:chunk], generators=generators)  # as the loader calls it: a batch of clips
             clocks[name].n += chunk
         for bench in recipes.values() if r % 2 == 0 else reversed(recipes.values()):
             bench.round(r, args.steps)

@@ -129,8 +129,8 @@ class AudioViews(ViewGenerator):
 
     modality = "audio"
     # Views made per call of each transform: enough to pay an FFT's or a filter's fixed cost once for several
-    # views, few enough that a call's tensors stay in cache (every option on, 1.2 s at 16 kHz, one thread: 8 views
-    # per call 2.6 ms a view, 1 view 4.3 ms, 64 views 3.9 ms; benchmarks/README.md "Audio views: cost").
+    # views, few enough that a call's tensors stay in cache (every option on, 1.2 s at 16 kHz, one thread: 1 view
+    # per call 3.5 ms a view, 4-64 views 2.5-2.7 ms; benchmarks/README.md "Audio views: cost").
     views_per_call = 8
 
     def __init__(
