@@ -36,6 +36,18 @@ def retrieval_rows(results: dict) -> list[dict]:
     return rows
 
 
+def retrieval_group_rows(results: dict, group_by: str | None) -> list[dict]:
+    """Rows of the per-group class mAPs in ``results`` (``class_metrics(..., query_groups=...)``'s ``groups``):
+    level ``class [<group_by> <group>]``."""
+    rows = []
+    for method, pairs in results.items():
+        for directions in pairs.values():
+            for direction, levels in directions.items():
+                for name, group in levels.get("class", {}).get("groups", {}).items():
+                    rows.append(_row("retrieval", method, direction, f"class [{group_by} {name}]", "mAP", group["mAP"]))
+    return rows
+
+
 def probe_rows(task: str, results: dict) -> list[dict]:
     """Rows of ``{method: {field_or_fused: {"top1": .., ...}}}``."""
     return [

@@ -35,6 +35,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -193,6 +194,7 @@ def class_metrics(
     ks: Sequence[int] = (1, 5, 10),
     chunk_size: int | None = None,
     return_ranks: bool = False,
+    query_groups: Sequence[Any] | None = None,
 ) -> dict:
     """Class-level retrieval: a gallery item is a positive when it shares the query's label.
 
@@ -201,9 +203,12 @@ def class_metrics(
         ks: cut-offs for P@k and class-level R@k. chunk_size: query rows per block (None: sized by memory).
         return_ranks: also return ``"ranks"``: ``[Q]`` numpy 1-based rank of the first positive (queries with a
             positive only).
+        query_groups: ``[Nq]`` a group name per query (e.g. the speaking rate of its clip): also return
+            ``"groups"``, ``{name: {"mAP", "n_queries"}}`` over the queries of each group (the whole gallery
+            stays the gallery).
 
     Returns:
-        ``{"mAP", "P@k".., "R@k".. (first same-class hit within k), "n_queries", "n_no_positive"}``.
+        ``{"mAP", "P@k".., "R@k".. (first same-class hit within k), "n_queries", "n_no_positive"}`` [+ groups].
     """
     q, g = _check_embeddings("query", query), _check_embeddings("gallery", gallery)
     if q.shape[1] != g.shape[1]:
@@ -235,6 +240,20 @@ def class_metrics(
         out[f"R@{k}"] = float(np.mean(stats["first_rank"][keep] <= k))
     if return_ranks:
         out["ranks"] = stats["first_rank"][keep]
+    if query_groups is not None:
+        out["groups"] = _group_map(stats["ap"], keep, query_groups)
+    return out
+
+
+def _group_map(ap: np.ndarray, keep: np.ndarray, query_groups: Sequence[Any]) -> dict[str, dict]:
+    """``{group: {"mAP", "n_queries"}}``: the mean AP of each group's queries that have a positive."""
+    names = np.asarray([str(g) for g in query_groups], dtype=object)
+    if names.shape[0] != ap.shape[0]:
+        raise ValueError(f"query_groups has {names.shape[0]} entries for {ap.shape[0]} queries; expected one each")
+    out = {}
+    for name in sorted(set(names[keep].tolist())):
+        rows = keep & (names == name)
+        out[name] = {"mAP": float(ap[rows].mean()), "n_queries": int(rows.sum())}
     return out
 
 

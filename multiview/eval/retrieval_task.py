@@ -15,8 +15,9 @@ import torch
 
 from multiview.eval.base import EvalContext, Evaluation, OptionError, option_field, register_evaluation
 from multiview.eval.baselines import CCARetrieval
+from multiview.eval.groups import group_names
 from multiview.eval.progress import PhaseTimer
-from multiview.eval.report import build_report, mark_same_split, retrieval_rows
+from multiview.eval.report import build_report, mark_same_split, retrieval_group_rows, retrieval_rows
 from multiview.eval.retrieval import class_metrics, hit_grades, instance_metrics, top_k
 from multiview.eval.tasks import manifest_view_fields, resolve_paired, slug, write_report
 
@@ -49,6 +50,14 @@ class Retrieval(Evaluation):
         )
         cca_components: int = option_field(10, "CCA components of the baseline (default: 10)")
         grid_queries: int = option_field(6, "queries shown in each retrieval grid (default: 6)")
+        group_by: str | None = option_field(
+            None,
+            "also report class mAP per group of queries: a field of the samples or FIELD.KEY of a JSON field "
+            "(e.g. meta.speed)",
+        )
+        group_edges: list[float] | None = option_field(
+            None, "cut a numeric --group-by into ranges at these edges (e.g. 120 200 -> <120, 120-200, >=200)"
+        )
 
     def check(self, options) -> None:
         for key in ("cca_components", "grid_queries"):
@@ -56,6 +65,8 @@ class Retrieval(Evaluation):
                 raise OptionError(key, f"expected a positive integer, got {getattr(options, key)}")
         if options.chunk_size is not None and options.chunk_size < 1:
             raise OptionError("chunk_size", f"expected a positive integer or null, got {options.chunk_size}")
+        if options.group_edges is not None and options.group_by is None:
+            raise OptionError("group_edges", "needs --group-by (the field whose values it cuts)")
 
     def run(self, ctx: EvalContext, options) -> dict:
         """Both directions for one pair of fields (or all pairs); the report is also written to
@@ -69,13 +80,21 @@ class Retrieval(Evaluation):
         pairs = retrieval_pairs(options.query, options.gallery, fields, options.all_pairs)
         used = list(dict.fromkeys(f for pair in pairs for f in pair))
         is_paired, why = resolve_paired(options.paired, ctx.manifest)
+        groups = None
+        if options.group_by is not None:  # a missing field fails here, before anything is embedded
+            with timer.phase("groups"):
+                groups = group_names(ctx.samples(ctx.split), options.group_by, options.group_edges)
         spaces, labels, maps = _spaces(ctx, options, pairs, used, timer)
         if not is_paired and labels is None:
             raise ValueError(f"rows are not instance-paired ({why}) and the samples have no {ctx.label_field!r} labels")
         n = next(iter(maps.values())).embeddings.shape[0]
+        if groups is not None and len(groups) != n:
+            raise ValueError(f"--group-by read {len(groups)} samples of split {ctx.split!r}, the embeddings {n}")
+        if groups is not None and labels is None:
+            raise ValueError(f"--group-by reports class mAP per group: the samples have no {ctx.label_field!r} labels")
         ks = _valid_ks(options.ks, n)
         with timer.phase("score"):
-            results, curves = _score(spaces, labels, is_paired, ks, options.chunk_size, ctx)
+            results, curves = _score(spaces, labels, is_paired, ks, options.chunk_size, ctx, groups)
         out_dir = ctx.output("retrieval")
         figures = {}
         if ctx.plots:
@@ -98,9 +117,10 @@ class Retrieval(Evaluation):
             "n_test": n,
             "similarity": "cosine",
             "ties": "against the query",
+            **({"group_by": options.group_by, "group_edges": options.group_edges} if groups is not None else {}),
             **({"notes": list(ctx.notes)} if ctx.notes else {}),
         }
-        rows = retrieval_rows(results)
+        rows = retrieval_rows(results) + retrieval_group_rows(results, options.group_by)
         if methods.baseline and ctx.same_split:
             mark_same_split(rows, ["cca"])  # the learned embeddings are not fitted here; the CCA is
         report = build_report("retrieval", results, rows=rows, checkpoint=ctx.checkpoint,
@@ -148,8 +168,9 @@ def _spaces(ctx: EvalContext, options, pairs, used, timer: PhaseTimer) -> tuple[
     return spaces, labels, maps
 
 
-def _score(spaces: dict, labels, is_paired: bool, ks, chunk_size, ctx: EvalContext) -> tuple[dict, dict]:
-    """Metrics of every method, pair and direction, and the ranks behind each recall curve."""
+def _score(spaces: dict, labels, is_paired: bool, ks, chunk_size, ctx: EvalContext, groups=None):
+    """Metrics of every method, pair and direction (class mAP per query group too, with ``groups``), and the
+    ranks behind each recall curve: ``(results, curves)``."""
     results: dict = {}
     curves: dict[tuple, dict[str, np.ndarray]] = {}
     total = sum(2 * len(by_pair) for by_pair in spaces.values())
@@ -159,7 +180,8 @@ def _score(spaces: dict, labels, is_paired: bool, ks, chunk_size, ctx: EvalConte
             for (a, b), (qa, gb) in by_pair.items():
                 pair_res = {}
                 for src, dst, x, y in ((a, b, qa, gb), (b, a, gb, qa)):
-                    pair_res[f"{src}->{dst}"], ranks = _direction_metrics(x, y, labels, is_paired, ks, chunk_size)
+                    pair_res[f"{src}->{dst}"], ranks = _direction_metrics(x, y, labels, is_paired, ks, chunk_size,
+                                                                          groups)  # fmt: skip
                     curves.setdefault((a, b), {})[f"{src}->{dst} ({method})"] = ranks
                     bar.update(1)
                 results[method][f"{a}<->{b}"] = pair_res
@@ -179,7 +201,7 @@ def retrieval_pairs(query, gallery, fields, all_pairs: bool) -> list[tuple[str, 
 
 
 def _direction_metrics(
-    q: torch.Tensor, g: torch.Tensor, labels, paired: bool, ks, chunk_size
+    q: torch.Tensor, g: torch.Tensor, labels, paired: bool, ks, chunk_size, groups=None
 ) -> tuple[dict, np.ndarray]:
     """Both levels for one direction, and the ranks for its recall curve."""
     block: dict = {}
@@ -188,7 +210,7 @@ def _direction_metrics(
         block["instance"] = instance_metrics(q, g, ks, chunk_size, return_ranks=True)
         ranks = block["instance"].pop("ranks")
     if labels is not None:
-        block["class"] = class_metrics(q, g, labels, labels, ks, chunk_size, return_ranks=True)
+        block["class"] = class_metrics(q, g, labels, labels, ks, chunk_size, return_ranks=True, query_groups=groups)
         class_ranks = block["class"].pop("ranks")
         ranks = class_ranks if ranks is None else ranks
     return block, ranks
