@@ -87,3 +87,16 @@ def test_run_retrieval_reports_class_map_per_group(tmp_path):
     assert "class [label 1]" in (tmp_path / "g" / "retrieval.md").read_text()
     with pytest.raises(ValueError, match="has no field 'speed'"):
         tasks.run_retrieval("toy.ckpt", bundle=bundle(), out_dir=tmp_path / "h", group_by="speed", **common)
+
+
+def test_group_edges_without_group_by_is_refused_naming_the_option(tmp_path):
+    with pytest.raises(ValueError, match="group_edges: needs --group-by"):
+        tasks.run_retrieval("toy.ckpt", bundle=bundle(), out_dir=tmp_path, query="a", gallery="b",
+                            samples_fn=samples_fn, plots=False, group_edges=[0.5])  # fmt: skip
+
+
+def test_groups_need_labels(tmp_path):
+    unlabelled = [{k: v for k, v in s.items() if k != "label"} | {"kind": "x"} for s in samples_fn("test")]
+    with pytest.raises(ValueError, match="class mAP per group: the samples have no 'label' labels"):
+        tasks.run_retrieval("toy.ckpt", bundle=bundle(), out_dir=tmp_path, query="a", gallery="b", plots=False,
+                            samples_fn=lambda split: iter(unlabelled), paired="yes", group_by="kind")  # fmt: skip
