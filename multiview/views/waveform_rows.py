@@ -25,75 +25,89 @@ from multiview.views.waveform import _fft_size, _hann, _resampler, biquad_coeffi
 
 
 def _frames_mask(counts: torch.Tensor, width: int) -> torch.Tensor:
-    """``[N, 1, width]`` bool: True at frames ``< counts[n]`` (a row's own frames)."""
-    return (torch.arange(width) < counts[:, None]).unsqueeze(1)
+    """``[N, width, 1]`` bool: True at frames ``< counts[n]`` (a row's own frames)."""
+    return (torch.arange(width) < counts[:, None]).unsqueeze(-1)
 
 
 def _stft_rows(xs: Sequence[torch.Tensor], n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's ``torch.stft(x, n_fft, n_fft // 4, hann, center=True)`` in one call: ``([N, F, frames],
-    frame counts [N])``, frames past a row's own count zero. Each row is reflect-padded by itself (as
+    """Each row's ``torch.stft(x, n_fft, n_fft // 4, hann, center=True)`` in one call, time-major: ``([N,
+    frames + 2, F]`` (contiguous: the memory order torch.stft computes; its ``[N, F, frames]`` is a transposed
+    view of it), frame counts ``[N]``), frames past a row's own count zero (at least two for every row: the
+    silence that ``_phase_vocoder_rows`` reads past a row's end). Each row is reflect-padded by itself (as
     ``center=True`` pads it) before the rows are stacked with zeros, so its own frames see only its samples."""
     hop, half = n_fft // 4, n_fft // 2
-    width = max(x.shape[-1] for x in xs) + n_fft
+    width = max(x.shape[-1] for x in xs) + n_fft + 2 * hop
     buf = torch.zeros(len(xs), width, dtype=xs[0].dtype)
     for i, x in enumerate(xs):
         buf[i, : x.shape[-1] + n_fft] = torch.nn.functional.pad(x[None], (half, half), mode="reflect")[0]
     spec = torch.stft(buf, n_fft, hop, window=_hann(n_fft, buf.dtype), center=False, return_complex=True)
+    spec = spec.transpose(1, 2)
     counts = torch.tensor([1 + x.shape[-1] // hop for x in xs])
-    return spec * _frames_mask(counts, spec.shape[-1]), counts
+    return spec.masked_fill_(~_frames_mask(counts, spec.shape[1]), 0.0), counts
 
 
 def _phase_vocoder_rows(spec: torch.Tensor, counts: torch.Tensor, rates: Sequence[float]):
-    """``waveform._phase_vocoder(spec[n, :, :counts[n]], rates[n])`` of every row: ``([N, F, frames_out],
-    output frame counts [N])``, frames past a row's count zero. Same unit-phasor product, with each row's own
-    time steps ``arange(0, counts[n], rates[n])`` gathered from a common padded grid."""
+    """``waveform._phase_vocoder(spec[n, :counts[n]].T, rates[n]).T`` of every row, time-major: ``([N,
+    frames_out, F], output frame counts [N])``, frames past a row's count zero. ``spec [N, frames + 2, F]``
+    (``_stft_rows``; overwritten): its last two frames and a row's frames past its count zero, so the frames
+    after a row's last one read as silence. The same unit-phasor product, each row's own time steps
+    ``arange(0, counts[n], rates[n])`` gathered from one padded grid; the grid past a row's steps points at
+    the zero frame, so it comes out zero."""
     # Each row's own torch.arange: its values round differently from i * rate (25 * 0.6 -> 14.999...).
     row_steps = [torch.arange(0, int(c), r, dtype=spec.real.dtype) for c, r in zip(counts, rates)]
     out_counts = torch.tensor([s.shape[0] for s in row_steps])
-    steps = torch.nn.utils.rnn.pad_sequence(row_steps, batch_first=True)  # [N, width]; past a row's end: 0
-    width, n_freq = steps.shape[1], spec.shape[1]
+    zero_frame = spec.shape[1] - 2
+    steps = torch.nn.utils.rnn.pad_sequence(row_steps, batch_first=True, padding_value=zero_frame)  # [N, width]
     i0 = steps.long()
-    alphas = (steps - i0).unsqueeze(1)
-    # In place where it can be, and no complex-by-real arithmetic: on one thread a complex tensor times a real
-    # one runs ~25x slower than complex times complex (a casting loop), and complex abs ~2x slower than sqrt of
-    # the squares; a fresh tensor of a few MB costs its page faults.
-    spec = torch.nn.functional.pad(spec, [0, 2])
+    alphas = (steps - i0).unsqueeze(-1)
+    # Time-major, so a gather or the running product moves whole contiguous frames (frequency-major: strided,
+    # ~1.3x slower in all). In place where it can be, and no complex-by-real arithmetic: on one thread a complex
+    # tensor times a real one runs ~10x slower than complex times complex (a casting loop; an explicit
+    # real-to-complex copy is cheap), complex abs ~2x slower than the square root of the squares, and a fresh
+    # tensor of a few MB costs its page faults.
     parts = torch.view_as_real(spec)
     mag = (parts[..., 0].square() + parts[..., 1].square()).sqrt_()
     silent = mag == 0  # torchaudio's angle(0) is 0: a unit phasor of 1
     unit = spec.mul_(mag.masked_fill(silent, 1.0).reciprocal_().to(spec.dtype)).add_(silent.to(spec.dtype))
-    at = i0.unsqueeze(1).expand(-1, n_freq, -1)
-    turn = unit[..., 1:].mul(unit[..., :-1].conj())
-    phasor = torch.cat([unit[..., :1], turn.gather(-1, at[..., :-1])], dim=-1).cumprod_(-1)
-    amp = mag.gather(-1, at).lerp_(mag.gather(-1, at + 1), alphas).mul_(_frames_mask(out_counts, width))
-    return phasor.mul_(amp.to(phasor.dtype)), out_counts
+    turn = unit[:, 1:].mul(unit[:, :-1].conj())  # input frame j -> j + 1
+    phasor = torch.cat([unit[:, :1], _frames_at(turn, i0[:, :-1])], dim=1).cumprod_(1)
+    amp = _frames_at(mag, i0).lerp_(_frames_at(mag, i0 + 1), alphas)
+    phasor.mul_(amp.to(phasor.dtype))
+    return phasor, out_counts
+
+
+def _frames_at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[n, index[n, j]]`` for ``x [N, frames, F]`` and ``index [N, width]``: ``[N, width, F]``, one
+    ``index_select`` of whole frames (``gather`` with an expanded index runs element by element: ~2x slower)."""
+    n, frames, n_freq = x.shape
+    flat = (index + torch.arange(n)[:, None] * frames).reshape(-1)
+    return x.reshape(n * frames, n_freq).index_select(0, flat).reshape(n, -1, n_freq)
 
 
 def _overlap_add(blocks: torch.Tensor, hop: int) -> torch.Tensor:
-    """``[N, n_fft, frames]`` blocks ``hop`` apart, summed: ``[N, n_fft + hop * (frames - 1)]`` (``n_fft`` a
+    """``[N, frames, n_fft]`` blocks ``hop`` apart, summed: ``[N, n_fft + hop * (frames - 1)]`` (``n_fft`` a
     multiple of ``hop``): one strided add per overlap instead of ``fold`` (col2im, ~3x slower here)."""
-    n, n_fft, frames = blocks.shape
+    n, frames, n_fft = blocks.shape
     k = n_fft // hop
-    parts = blocks.reshape(n, k, hop, frames).transpose(2, 3)  # [N, k, frames, hop]
     out = blocks.new_zeros(n, frames + k - 1, hop)
     for j in range(k):
-        out[:, j : j + frames] += parts[:, j]
+        out[:, j : j + frames] += blocks[:, :, j * hop : (j + 1) * hop]
     return out.reshape(n, -1)
 
 
 @functools.lru_cache(maxsize=512)
 def _window_sum(n_fft: int, frames: int, dtype: torch.dtype) -> torch.Tensor:
     """The squared Hann windows of ``frames`` frames, overlap-added: istft's normaliser for that many frames."""
-    return _overlap_add(_hann(n_fft, dtype).pow(2)[None, :, None].expand(1, n_fft, frames), n_fft // 4)[0]
+    return _overlap_add(_hann(n_fft, dtype).pow(2).expand(1, frames, n_fft), n_fft // 4)[0]
 
 
 def _istft_rows(spec: torch.Tensor, counts: torch.Tensor, n_fft: int) -> torch.Tensor:
-    """Each row's ``torch.istft(spec[n, :, :counts[n]], n_fft, n_fft // 4, hann, center=True)`` with its own
-    window sum: ``[N, n_fft // 2 + hop * (frames - 1)]`` (torch.istft's output with ``length`` at least that:
-    its end is not trimmed), zero past a row's own frames (where torch.istft zero-pads)."""
+    """Each row's ``torch.istft(spec[n, :counts[n]].T, n_fft, n_fft // 4, hann, center=True)`` (``spec [N,
+    frames, F]``, time-major) with its own window sum: ``[N, n_fft // 2 + hop * (frames - 1)]`` (torch.istft's
+    output with ``length`` at least that: its end is not trimmed), zero past a row's own frames (where
+    torch.istft zero-pads)."""
     hop = n_fft // 4
-    window = _hann(n_fft, spec.real.dtype)
-    y = _overlap_add(torch.fft.irfft(spec, n=n_fft, dim=1) * window[:, None], hop)
+    y = _overlap_add(torch.fft.irfft(spec, n=n_fft, dim=-1).mul_(_hann(n_fft, spec.real.dtype)), hop)
     envelope = torch.zeros_like(y)
     for i, count in enumerate(counts.tolist()):
         own = _window_sum(n_fft, count, y.dtype)
