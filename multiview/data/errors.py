@@ -34,6 +34,11 @@ class ShardError(ValueError):
 class ErrorPolicy:
     """Applies ``on_error``: re-raise, or log the skip and count it (``report()`` logs the total).
 
+    A count is of distinct bad samples (and bad shard remainders): an error of a sample already counted -- a
+    slot reading its shards again to pad its rank, a resampled shard drawn again -- is skipped again but
+    neither counted nor logged twice. A sample is known by ``ident`` where the caller gives one, else by the
+    error's shard and key; a keyless error without ``ident`` counts every time.
+
     Args:
         on_error: "raise" or "skip".
         where: what is being read (a folder and split, a URL pattern): the prefix of the end-of-epoch total.
@@ -44,22 +49,29 @@ class ErrorPolicy:
             raise ValueError(f"on_error is {on_error!r}; expected one of {ON_ERROR}")
         self.on_error, self.where, self.skipped = on_error, where, 0
         self._logged: set[str] = set()
+        self._counted: set = set()
 
-    def handle(self, err: ShardError, what: str = "sample", count: int = 1) -> None:
-        """Re-raise ``err`` (raise mode) or count ``count`` skipped items and log the error once."""
+    def handle(self, err: ShardError, what: str = "sample", count: int = 1, ident: Any = None) -> None:
+        """Re-raise ``err`` (raise mode) or count ``count`` skipped items and log the error, once per sample."""
         if self.on_error == "raise":
             raise err
+        if ident is None and err.key is not None:
+            ident = (err.shard, err.key)
+        if ident is not None:
+            if ident in self._counted:
+                return
+            self._counted.add(ident)
         self.skipped += count
         if err.key is not None or str(err) not in self._logged:  # a bad shard is logged once, not per sample
             self._logged.add(str(err))
             log.warning("skipped %s: %s", what, err)
 
-    def attempt(self, read: Callable[..., T], *args: Any, what: str = "sample") -> T | None:
-        """``read(*args)``, or None after handling its ShardError."""
+    def attempt(self, read: Callable[..., T], *args: Any, what: str = "sample", ident: Any = None) -> T | None:
+        """``read(*args)``, or None after handling its ShardError (``ident``: see :meth:`handle`)."""
         try:
             return read(*args)
         except ShardError as err:
-            self.handle(err, what)
+            self.handle(err, what, ident=ident)
             return None
 
     def report(self) -> None:

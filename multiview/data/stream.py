@@ -225,9 +225,9 @@ class ShardStream(IterableDataset):
     # ----------------------------------------------------------------------------------------- iteration
     def _read(self, policy: ErrorPolicy, shard: int, j: int) -> dict[str, Any] | None:
         if self._cache is None:
-            return policy.attempt(self.reader.read, shard, j)
+            return policy.attempt(self.reader.read, shard, j, ident=(shard, j))
         if (shard, j) not in self._cache:
-            sample = policy.attempt(self.reader.read, shard, j)
+            sample = policy.attempt(self.reader.read, shard, j, ident=(shard, j))
             if sample is None:
                 return None  # not cached: a skip is counted (and logged) in every epoch it happens
             self._cache[(shard, j)] = sample

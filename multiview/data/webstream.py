@@ -502,7 +502,8 @@ class WebStream(IterableDataset):
                 out.append((raw, -1 if base is None else base + len(out)))
         except ShardError as err:
             lost = max(1, self.counts[shard] - len(out)) if self.counts is not None else 1
-            policy.handle(err, what=f"the rest of shard {url} ({lost} sample(s) or more)", count=lost)
+            policy.handle(err, what=f"the rest of shard {url} ({lost} sample(s) or more)", count=lost,
+                          ident=("rest of shard", url))  # fmt: skip
         return out
 
 

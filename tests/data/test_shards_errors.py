@@ -130,3 +130,48 @@ def test_skip_mode_counts_and_keeps_batches_full(toy, tamper, caplog, workers):
     assert len(list(iter_samples(root, "train", fields=["label"], on_error="skip"))) == 10
     with pytest.raises(ShardError):
         list(ShardStream(root, "train", fields=["image"], batch_size=4, shuffle=False))
+
+
+@pytest.mark.parametrize("reader", ["indexed", "stream"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_padded_epoch_counts_each_bad_sample_once(tmp_path, tamper, caplog, reader, workers):
+    """Skip mode replaces bad samples by the following ones, so a slot runs out and reads its shards again to
+    fill its quota (the repeats flagged ``__pad__``): its 3 corrupt samples fail on every read, but the epoch
+    skipped 3 samples, not one per read (it reported 6 before)."""
+    from conftest import make_uneven  # tests/data is on sys.path (pytest prepend mode)
+
+    from multiview.data.webstream import WebStream
+
+    root = make_uneven(tmp_path)  # shards of 3, 9, 4, 12, 1, 7, 5 samples
+    tamper(root, "train-000000.tar", lambda members: [(n, b"garbage" if n.endswith(".png") else b) for n, b in members])
+    kind = ShardStream if reader == "indexed" else WebStream
+    stream = kind(root, "train", fields=["image", "label"], batch_size=4, on_error="skip", shuffle=False, tail="pad")
+    with caplog.at_level(logging.WARNING, logger="multiview.data"):
+        batches = list(make_loader(stream, num_workers=workers))
+    pads = sum(int(p) for b in batches for p in b["__pad__"])
+    real = [k for b in batches for k, pad in zip(b["__key__"], b["__pad__"]) if not pad]
+    assert pads > 3  # more repeats than bad samples: at least one re-read of the corrupt shard happened
+    assert sorted(set(real)) == [f"k{i:02d}" for i in range(3, 41)]
+    assert stream.skipped == 3
+    assert "skipped 3 bad sample(s) this epoch" in caplog.text and "skipped 6" not in caplog.text
+
+
+def test_a_cut_shard_read_again_counts_its_lost_samples_once(tmp_path):
+    """The streamed reader counts the rest of a cut shard as lost once per epoch, however often a slot reads it
+    (a padded slot reads its shards again), and keeps what came before the cut each time."""
+    from conftest import make_uneven
+
+    from multiview.data.errors import ErrorPolicy
+    from multiview.data.webstream import WebStream
+
+    root = make_uneven(tmp_path)
+    path = root / "train-000006.tar"  # 5 samples: cut inside the second
+    path.write_bytes(path.read_bytes()[:5000])
+    stream = WebStream(root, "train", fields=["image", "label"], batch_size=4, on_error="skip")
+    policy = ErrorPolicy("skip", "test")
+    first, again = stream._read_shard(6, policy), stream._read_shard(6, policy)
+    assert len(first) == len(again) == 1 and policy.skipped == 4
+    other = ErrorPolicy("skip", "test")  # a keyless error without an ident counts every time
+    for _ in range(2):
+        other.handle(ShardError("x.tar", "truncated"), count=3)
+    assert other.skipped == 6
