@@ -28,7 +28,9 @@ computes the spectrograms of all views in one call. Single process, one thread, 
     python benchmarks/views_audio.py [--clips 40] [--repeat 5] [--rounds 5] [--steps 2] [--batch 128]
 
 The last line is JSON: ours_per_s, baseline_per_s (clips per second) and ratio; views_per_core_s (per
-configuration), recipe_views_per_core_s, step_samples_per_core_s, fed (bool) and workers_needed.
+configuration), recipe_views_per_core_s, step_samples_per_core_s, fed (bool) and workers_needed; and where a
+view's time goes with every option on (stages_ms_per_view: the library's stage functions, each on a CPU clock,
+next to step_ms_per_sample, the time one loader worker has per view).
 """
 
 from __future__ import annotations
@@ -367,6 +369,7 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
         print(f"{name:<26} {per_cpu:>17.0f} {per_wall:>9.0f} {per_cpu / rates['defaults'][0]:>11.3f}")
     reports = {label: bench.report(label) for label, bench in recipes.items()}
     ceiling, shipped = reports.values()
+    stages = stage_costs(gens["every option (p 1)"], clips, args.rounds, ceiling["step_samples_per_core_s"])
     return {
         "views_per_core_s": {name: round(r[0], 1) for name, r in rates.items()},
         "views_per_wall_s": {name: round(r[1], 1) for name, r in rates.items()},
@@ -377,9 +380,71 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
         "fed": ceiling["fed"],
         "workers_needed": ceiling["workers_needed"],
         "shipped_recipe": {"recipe": args.recipe.name, **shipped},
+        **stages,
         "threads": torch.get_num_threads(),
         "load": load,
     }
+
+
+# The stages of a view with every option on: (module, function name, label), in the order a view runs them.
+STAGES = (
+    ("gen", "draw", "draw (every number of a view; the RIR)"),
+    ("rows", "stretch_rows", "phase vocoder (STFT, vocoder, iSTFT)"),
+    ("rows", "resample_rows", "resampling (speed x pitch factor)"),
+    ("audio", "biquad_rows", "equaliser + band-pass (lfilter)"),
+    ("audio", "reverberate_rows", "reverberation (FFT convolution)"),
+    ("audio", "normalize_rms_rows", "loudness"),
+    ("gen", "log_mel", "log-mel (MelSpectrogram, AmplitudeToDB)"),
+    ("gen", "masks_for", "SpecAugment masks"),
+)
+
+
+def stage_costs(gen, clips: list[dict], rounds: int, step_per_s: float) -> dict:
+    """Where a view's time goes: the library's own stage functions, each wrapped in a CPU clock for ``rounds``
+    batches of the clips (as the loader calls ``batch``), then restored. Printed in ms per view next to the
+    training step's time per sample -- the budget one loader worker has per view."""
+    import multiview.views.audio as audio_module
+    import multiview.views.waveform_rows as rows_module
+
+    owners = {"audio": audio_module, "rows": rows_module, "gen": gen}
+    spent = {label: 0.0 for *_, label in STAGES}
+    originals = []
+
+    def timed(fn, label):
+        def run(*a, **k):
+            start = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[label] += time.process_time() - start
+
+        return run
+
+    for owner, name, label in STAGES:
+        originals.append((owners[owner], name, getattr(owners[owner], name)))
+        setattr(owners[owner], name, timed(getattr(owners[owner], name), label))
+    try:
+        start = time.process_time()
+        for r in range(rounds):
+            gen.batch(clips, generators=[torch.Generator().manual_seed(r * len(clips) + i) for i in range(len(clips))])
+        total = time.process_time() - start
+    finally:
+        for owner, name, fn in originals:
+            if owner is gen:
+                delattr(gen, name)  # back to the class's method
+            else:
+                setattr(owner, name, fn)
+    views = rounds * len(clips)
+    ms = {label: 1e3 * t / views for label, t in spent.items()}
+    ms["rest (crops, shift, gain, noise, batching)"] = 1e3 * total / views - sum(ms.values())
+    budget = 1e3 / step_per_s
+    print(f"\nstages of a view, every option on at p 1 (ms per view, CPU; {views} views):")
+    for label, value in ms.items():
+        print(f"  {label:<46} {value:>6.3f}  ({value / (1e3 * total / views):>4.0%})")
+    print(f"  {'total':<46} {1e3 * total / views:>6.3f}")
+    print(f"  {'the training step, per sample (the budget)':<46} {budget:>6.3f}")
+    return {"stages_ms_per_view": {k: round(v, 4) for k, v in ms.items()}, "view_ms": round(1e3 * total / views, 4),
+            "step_ms_per_sample": round(budget, 4)}  # fmt: skip
 
 
 def main() -> None:
