@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from conftest import make_uneven  # tests/data is on sys.path (pytest prepend mode)
 
 from multiview.data import ManifestError, ShardError, ShardStream, iter_samples, make_loader
+from multiview.data.errors import ErrorPolicy
+from multiview.data.webstream import WebStream
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
@@ -138,10 +141,6 @@ def test_a_padded_epoch_counts_each_bad_sample_once(tmp_path, tamper, caplog, re
     """Skip mode replaces bad samples by the following ones, so a slot runs out and reads its shards again to
     fill its quota (the repeats flagged ``__pad__``): its 3 corrupt samples fail on every read, but the epoch
     skipped 3 samples, not one per read (it reported 6 before)."""
-    from conftest import make_uneven  # tests/data is on sys.path (pytest prepend mode)
-
-    from multiview.data.webstream import WebStream
-
     root = make_uneven(tmp_path)  # shards of 3, 9, 4, 12, 1, 7, 5 samples
     tamper(root, "train-000000.tar", lambda members: [(n, b"garbage" if n.endswith(".png") else b) for n, b in members])
     kind = ShardStream if reader == "indexed" else WebStream
@@ -159,11 +158,6 @@ def test_a_padded_epoch_counts_each_bad_sample_once(tmp_path, tamper, caplog, re
 def test_a_cut_shard_read_again_counts_its_lost_samples_once(tmp_path):
     """The streamed reader counts the rest of a cut shard as lost once per epoch, however often a slot reads it
     (a padded slot reads its shards again), and keeps what came before the cut each time."""
-    from conftest import make_uneven
-
-    from multiview.data.errors import ErrorPolicy
-    from multiview.data.webstream import WebStream
-
     root = make_uneven(tmp_path)
     path = root / "train-000006.tar"  # 5 samples: cut inside the second
     path.write_bytes(path.read_bytes()[:5000])
