@@ -53,8 +53,21 @@ from multiview.views.base import (
     get_field,
     register,
 )
-from multiview.views.waveform import _stft_size, rational, synthetic_rir
+from multiview.views.spectrogram_rows import (
+    biquad_power,
+    frame_positions,
+    hann_window,
+    interleaved_power,
+    mean_square,
+    reverberate_power_rows,
+    smooth_size,
+    warped_mel_matrix,
+    warped_power,
+)
+from multiview.views.waveform import _stft_size, rational, synthetic_rir, warp_factors
 from multiview.views.waveform_rows import biquad_rows, normalize_rms_rows, reverberate_rows, warp_rows
+
+DOMAINS = ("waveform", "spectrogram")  # where the training views' transforms run
 
 
 def _mono(wave_: Any, where: str) -> torch.Tensor:
@@ -113,6 +126,11 @@ class AudioViews(ViewGenerator):
             synthetic room impulse response (``synthetic_rir``; the reverberant view keeps its RMS).
         loudness_db: ``None`` or a target RMS in dB re full scale (a number or a range drawn per view),
             applied before ``gain_db``.
+        domain: where training views are made: ``"waveform"`` (each transform on the samples, then the
+            log-mel) or ``"spectrogram"`` (each transform as the map it induces on the view's power
+            spectrogram, ``multiview.views.spectrogram_rows``: the same draws, several times cheaper with the
+            warp, filters or reverberation on; the warp's edges and the reverberation's and noise's fine
+            structure are modelled, not computed). Evaluation views are the same in both.
 
     The new transforms run per view in this order: speed, stretch, pitch (together, in one :func:`warp` of a
     crop long enough to give the view's length after them), crop length, shift, equaliser, band-pass,
@@ -173,6 +191,7 @@ class AudioViews(ViewGenerator):
         reverb_p: float = 0.0,
         rt60: Sequence[float] = (0.2, 0.8),
         loudness_db: float | Sequence[float] | None = None,
+        domain: str = "waveform",
         seed: int = 0,
         train: bool = True,
     ):
@@ -223,6 +242,7 @@ class AudioViews(ViewGenerator):
             power=2.0,
         )
         self._to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=top_db)
+        self._mel2 = self._mel.mel_scale.fb.repeat_interleave(2, dim=0)  # for interleaved_power
         # -- the optional waveform transforms (None / probability 0: off, nothing drawn) --
         self.speed = _optional_range("speed", speed, low=0.1, high=10.0)
         self.stretch = _optional_range("stretch", stretch, low=0.1, high=10.0)
@@ -245,6 +265,9 @@ class AudioViews(ViewGenerator):
         self.rt60 = check_range("rt60", rt60, low=0.01, high=5.0)
         self.loudness_db = _optional_range("loudness_db", loudness_db, low=-100.0, high=0.0)
         self._stft_size = _stft_size(sample_rate)
+        if domain not in DOMAINS:
+            raise ValueError(f"domain: expected one of {list(DOMAINS)}, got {domain!r}")
+        self.domain = domain
 
     # -- set-up -------------------------------------------------------------------------------------------
     def _resample(self, x: torch.Tensor, rate: int) -> torch.Tensor:
@@ -423,6 +446,53 @@ class AudioViews(ViewGenerator):
         scale = torch.sqrt(p_signal / (p_noise.clamp_min(1e-12) * 10.0 ** (snr / 10.0)))
         return x + noise * scale
 
+    def render_power(self, wavs: Sequence[torch.Tensor], draws: Sequence[dict]) -> torch.Tensor:
+        """Mel power ``[N, n_mels, frames]`` of the views ``render`` makes (view ``n`` of ``wavs[n]`` with
+        ``draws[n]``), made on the spectrogram: every transform as its map there (``spectrogram_rows``)."""
+        stft, scale = self._mel.spectrogram, self._mel.mel_scale
+        frames = 1 + self.n_samples // stft.hop_length
+        power = torch.stack([self._warped_power(w, d, frames) for w, d in zip(wavs, draws)])
+        rows = [i for i, d in enumerate(draws) if d["rir"] is not None]
+        if rows:
+            rirs = [draws[i]["rir"] for i in rows]
+            power[rows] = reverberate_power_rows(power[rows], rirs, stft.hop_length, stft.n_fft, scale.fb)
+        rows = [i for i, d in enumerate(draws) if d["loudness"] is not None]
+        if rows:
+            ms = mean_square(power[rows], float(scale.fb.sum()), float(stft.window.square().sum()))
+            target = 10.0 ** (torch.tensor([draws[i]["loudness"] for i in rows]) / 10.0)
+            power[rows] *= (torch.where(ms > 1e-16, target / ms.clamp_min(1e-16), 0.0))[:, None, None]
+        power *= torch.tensor([d["gain"] ** 2 for d in draws])[:, None, None]
+        rows = [i for i, d in enumerate(draws) if d["noise"] is not None]
+        if rows:
+            noise = self.mel_power(torch.stack([draws[i]["noise"] for i in rows]))
+            snr = torch.tensor([draws[i]["snr"] for i in rows])
+            ratio = power[rows].sum((1, 2)) / noise.sum((1, 2)).clamp_min(1e-30) / 10.0 ** (snr / 10.0)
+            power[rows] += noise * ratio[:, None, None]
+        return power.transpose(1, 2)
+
+    def _warped_power(self, wav: torch.Tensor, draw: dict, frames: int) -> torch.Tensor:
+        """``[frames, n_mels]``: one view's crop, warp, shift, equaliser and band-pass, on its spectrogram."""
+        stft, scale = self._mel.spectrogram, self._mel.mel_scale
+        factor, rate = warp_factors(draw["speed"], draw["stretch"], draw["semitones"])
+        factor = float(factor)
+        tempo = factor * rate
+        n = max(2, round(stft.n_fft * factor))
+        positions = frame_positions(n, frames, stft.hop_length, self.n_samples, tempo, draw["shift"])
+        size = smooth_size(n)
+        mel = warped_mel_matrix(n, size, factor, self.sample_rate, scale.f_min, scale.f_max, scale.n_mels)
+        if draw["eq"] or draw["bandpass"]:
+            freqs = np.arange(size // 2 + 1) * (factor * self.sample_rate / size)
+            response = np.ones(size // 2 + 1)
+            if draw["eq"]:
+                response *= biquad_power("eq", freqs, self.sample_rate, draw["eq"][0], self.eq_q, draw["eq"][1])
+            if draw["bandpass"]:
+                response *= biquad_power("bandpass", freqs, self.sample_rate, draw["bandpass"], self.bandpass_q)
+            mel = mel * torch.from_numpy(np.repeat(response, 2).astype(np.float32))[:, None]
+        window = hann_window(n, min(n, max(1, round(stft.win_length * factor))))
+        # Input samples [0, content * tempo) of the crop make the view's content (the crop's own end aside).
+        limit = math.ceil(draw["content"] * tempo - 1e-9)
+        return warped_power(wav, draw["start"], limit, positions, mel, window)
+
     def waveforms(self, wav: torch.Tensor, u: Uniforms, generator: torch.Generator) -> torch.Tensor:
         """Random waveform views ``[V, n_samples]`` of a mono clip ``wav [T]``."""
         return self.render([wav] * self.n_views, self.draw(wav.shape[0], u, generator))
@@ -435,7 +505,19 @@ class AudioViews(ViewGenerator):
     # -- spectrogram views --------------------------------------------------------------------------------
     def log_mel(self, x: torch.Tensor) -> torch.Tensor:
         """``x [V, T]`` -> standardised log-mel ``[V, 1, n_mels, frames]`` (top_db applied per view)."""
-        spec = self._to_db(self._mel(x).unsqueeze(1))
+        return self.log_of_power(self.mel_power(x).transpose(1, 2))
+
+    def mel_power(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [V, T]`` -> mel power ``[V, frames, n_mels]``: ``MelSpectrogram``'s numbers, its power taken as
+        the squares of the real and imaginary parts (complex ``abs`` then ``pow`` cost ~2x as much here)."""
+        stft = self._mel.spectrogram
+        spec = torch.stft(x, stft.n_fft, stft.hop_length, stft.win_length, stft.window, center=True,
+                          pad_mode="reflect", return_complex=True)  # fmt: skip
+        return interleaved_power(spec.transpose(1, 2), self._mel2)
+
+    def log_of_power(self, power: torch.Tensor) -> torch.Tensor:
+        """Mel power ``[V, n_mels, frames]`` -> standardised log-mel ``[V, 1, n_mels, frames]``."""
+        spec = self._to_db(power.unsqueeze(1))
         if self.normalize:
             mean = spec.mean(dim=(-2, -1), keepdim=True)
             std = spec.std(dim=(-2, -1), keepdim=True).clamp_min(1e-5)
@@ -490,7 +572,11 @@ class AudioViews(ViewGenerator):
         if self.train:
             us = [Uniforms(g) for g in generators]
             draws = [d for wav, u, g in zip(wavs, us, generators) for d in self.draw(wav.shape[0], u, g)]
-            spec = self.log_mel(self.render([w for w in wavs for _ in range(self.n_views)], draws))
+            clips = [w for w in wavs for _ in range(self.n_views)]
+            if self.domain == "spectrogram":
+                spec = self.log_of_power(self.render_power(clips, draws))
+            else:
+                spec = self.log_mel(self.render(clips, draws))
             mask = torch.cat([self.masks_for(u, spec.shape[2], spec.shape[3]) for u in us])
             spec = spec.masked_fill(mask, 0.0)
         else:
