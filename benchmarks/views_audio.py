@@ -14,7 +14,10 @@ the worker's view work per sample, not decoding; each configuration makes the vi
 (its encoders and CMC objective built with ``multiview.train.build``, AdamW from ``multiview.train.optim``;
 forward + backward + optimiser step on a batch of ``--batch`` samples that the recipe's view generator made,
 image + audio with every option on) in samples/s, with the same thread count. One loader worker keeps the step
-fed when the recipe's views/s per core >= the step's samples/s; ``workers needed`` = ceil(step / views).
+fed when the recipe's views/s per core >= the step's samples/s; ``workers needed`` = ceil(step / views). Every
+option on is timed in both domains of the generator: ``waveform`` (each transform on the samples) and
+``spectrogram`` (the same draws, each transform as its map on the power spectrogram; multiview.views.
+spectrogram_rows), each next to the same step.
 Everything alternates round by round in one process; rates are per CPU-second of the process (one thread:
 per core), wall-clock rates are in the JSON too.
 
@@ -30,7 +33,8 @@ computes the spectrograms of all views in one call. Single process, one thread, 
 The last line is JSON: ours_per_s, baseline_per_s (clips per second) and ratio; views_per_core_s (per
 configuration), recipe_views_per_core_s, step_samples_per_core_s, fed (bool) and workers_needed; and where a
 view's time goes with every option on (stages_ms_per_view: the library's stage functions, each on a CPU clock,
-next to step_ms_per_sample, the time one loader worker has per view).
+next to step_ms_per_sample, the time one loader worker has per view); the spectrogram domain's figures under
+spectrogram_domain.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ ALONE = {
 EVERY = {k: v for opts in ALONE.values() for k, v in opts.items()}
 EVERY_P1 = {**EVERY, "noise_p": 1.0}  # the ceiling: every transform on every view
 ROBUST_P = {**EVERY, "eq_p": 0.5, "bandpass_p": 0.3, "reverb_p": 0.5, "noise_p": 0.5}  # a robust recipe's odds
+SPECTROGRAM = {"domain": "spectrogram"}  # the same draws, each transform as its map on the power spectrogram
 
 
 def make_clips(n: int, folder: Path) -> list[dict]:
@@ -326,7 +331,9 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
     def resolve(options: dict) -> dict:
         return {k: (noise_dir if v == "<bank>" else v) for k, v in options.items()}
 
-    configs = {"defaults": {}, **ALONE, "every option (p 1)": EVERY_P1, "every option (robust p)": ROBUST_P}
+    configs = {"defaults": {}, **ALONE, "every option (p 1)": EVERY_P1, "every option (robust p)": ROBUST_P,
+               "every option (p 1), spectrogram": {**EVERY_P1, **SPECTROGRAM},
+               "every option (robust p), spectrogram": {**ROBUST_P, **SPECTROGRAM}}  # fmt: skip
     base_recipe = load_recipe(RECIPE)
     audio_args = dict(base_recipe.views.args["modalities"]["audio"])
     audio_args.pop("name")
@@ -335,12 +342,15 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
         name: multiview.views.create("audio", **{**audio_args, **resolve(opts)}, seed=0)
         for name, opts in configs.items()
     }
-    # Two recipes, each with its own views and step: cmc_avdigits with every option on at p 1 (the ceiling),
-    # and the shipped robust recipe (--recipe) as it trains (its odds, its view length).
+    # Three recipes, each with its own views and step: cmc_avdigits with every option on at p 1 (the ceiling),
+    # in both domains, and the shipped robust recipe (--recipe) as it trains (its odds, its view length).
+    every = recipe_with_audio(resolve(EVERY_P1))
     recipes = {
-        "every option p 1 (cmc_avdigits)": RecipeStep(recipe_with_audio(resolve(EVERY_P1)), clips, args.batch),
+        "every option p 1 (cmc_avdigits)": RecipeStep(every, clips, args.batch),
+        "every option p 1, spectrogram domain": RecipeStep(recipe_with_audio(resolve({**EVERY_P1, **SPECTROGRAM})),
+                                                           clips, args.batch),
         f"shipped {args.recipe.name}": RecipeStep(shipped_recipe(args.recipe, noise_dir), clips, args.batch),
-    }
+    }  # fmt: skip
     for gen in gens.values():  # warm-up
         for c in clips[:3]:
             gen(c)
@@ -356,7 +366,8 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
             with clocks[name]:
                 gen.batch(clips[:chunk], generators=generators)  # as the loader calls it: a batch of clips
             clocks[name].n += chunk
-        for bench in recipes.values() if r % 2 == 0 else reversed(recipes.values()):
+        benches = list(recipes.values())
+        for bench in benches[r % len(benches) :] + benches[: r % len(benches)]:
             bench.round(r, args.steps)
 
     rates = {name: clock.rate() for name, clock in clocks.items()}
@@ -368,8 +379,11 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
     for name, (per_cpu, per_wall) in rates.items():
         print(f"{name:<26} {per_cpu:>17.0f} {per_wall:>9.0f} {per_cpu / rates['defaults'][0]:>11.3f}")
     reports = {label: bench.report(label) for label, bench in recipes.items()}
-    ceiling, shipped = reports.values()
-    stages = stage_costs(gens["every option (p 1)"], clips, args.rounds, ceiling["step_samples_per_core_s"])
+    ceiling, spectrogram, shipped = reports.values()
+    budget = ceiling["step_samples_per_core_s"]
+    stages = stage_costs(gens["every option (p 1)"], clips, args.rounds, budget, WAVEFORM_STAGES)
+    spectrogram_stages = stage_costs(gens["every option (p 1), spectrogram"], clips, args.rounds, budget,
+                                     SPECTROGRAM_STAGES)  # fmt: skip
     return {
         "views_per_core_s": {name: round(r[0], 1) for name, r in rates.items()},
         "views_per_wall_s": {name: round(r[1], 1) for name, r in rates.items()},
@@ -379,6 +393,11 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
         "step_samples_per_wall_s": ceiling["step_samples_per_wall_s"],
         "fed": ceiling["fed"],
         "workers_needed": ceiling["workers_needed"],
+        "spectrogram_domain": {
+            "every_option_views_per_core_s": round(rates["every option (p 1), spectrogram"][0], 1),
+            **spectrogram,
+            **spectrogram_stages,
+        },
         "shipped_recipe": {"recipe": args.recipe.name, **shipped},
         **stages,
         "threads": torch.get_num_threads(),
@@ -387,7 +406,7 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
 
 
 # The stages of a view with every option on: (module, function name, label), in the order a view runs them.
-STAGES = (
+WAVEFORM_STAGES = (
     ("gen", "draw", "draw (every number of a view; the RIR)"),
     ("rows", "stretch_rows", "phase vocoder (STFT, vocoder, iSTFT)"),
     ("rows", "resample_rows", "resampling (speed x pitch factor)"),
@@ -397,17 +416,25 @@ STAGES = (
     ("gen", "log_mel", "log-mel (MelSpectrogram, AmplitudeToDB)"),
     ("gen", "masks_for", "SpecAugment masks"),
 )
+SPECTROGRAM_STAGES = (
+    ("gen", "draw", "draw (every number of a view; the RIR)"),
+    ("gen", "_warped_power", "crop, warp, EQ, band-pass: one FFT per frame"),
+    ("audio", "reverberate_power_rows", "reverberation (power over time)"),
+    ("gen", "mel_power", "the noise's mel power (STFT)"),
+    ("gen", "log_of_power", "log, standardise (AmplitudeToDB)"),
+    ("gen", "masks_for", "SpecAugment masks"),
+)
 
 
-def stage_costs(gen, clips: list[dict], rounds: int, step_per_s: float) -> dict:
-    """Where a view's time goes: the library's own stage functions, each wrapped in a CPU clock for ``rounds``
+def stage_costs(gen, clips: list[dict], rounds: int, step_per_s: float, stages: tuple) -> dict:
+    """Where a view's time goes: the library's own stage functions (``stages``), each wrapped in a CPU clock for ``rounds``
     batches of the clips (as the loader calls ``batch``), then restored. Printed in ms per view next to the
     training step's time per sample -- the budget one loader worker has per view."""
     import multiview.views.audio as audio_module
     import multiview.views.waveform_rows as rows_module
 
     owners = {"audio": audio_module, "rows": rows_module, "gen": gen}
-    spent = {label: 0.0 for *_, label in STAGES}
+    spent = {label: 0.0 for *_, label in stages}
     originals = []
 
     def timed(fn, label):
@@ -420,7 +447,7 @@ def stage_costs(gen, clips: list[dict], rounds: int, step_per_s: float) -> dict:
 
         return run
 
-    for owner, name, label in STAGES:
+    for owner, name, label in stages:
         originals.append((owners[owner], name, getattr(owners[owner], name)))
         setattr(owners[owner], name, timed(getattr(owners[owner], name), label))
     try:
@@ -438,7 +465,7 @@ def stage_costs(gen, clips: list[dict], rounds: int, step_per_s: float) -> dict:
     ms = {label: 1e3 * t / views for label, t in spent.items()}
     ms["rest (crops, shift, gain, noise, batching)"] = 1e3 * total / views - sum(ms.values())
     budget = 1e3 / step_per_s
-    print(f"\nstages of a view, every option on at p 1 (ms per view, CPU; {views} views):")
+    print(f"\nstages of a view, every option on at p 1, {gen.domain} domain (ms per view, CPU; {views} views):")
     for label, value in ms.items():
         print(f"  {label:<46} {value:>6.3f}  ({value / (1e3 * total / views):>4.0%})")
     print(f"  {'total':<46} {1e3 * total / views:>6.3f}")

@@ -458,7 +458,7 @@ class AudioViews(ViewGenerator):
             power[rows] = reverberate_power_rows(power[rows], rirs, stft.hop_length, stft.n_fft, scale.fb)
         rows = [i for i, d in enumerate(draws) if d["loudness"] is not None]
         if rows:
-            ms = mean_square(power[rows], float(scale.fb.sum()), float(stft.window.square().sum()))
+            ms = self.power_mean_square(power[rows])
             target = 10.0 ** (torch.tensor([draws[i]["loudness"] for i in rows]) / 10.0)
             power[rows] *= (torch.where(ms > 1e-16, target / ms.clamp_min(1e-16), 0.0))[:, None, None]
         power *= torch.tensor([d["gain"] ** 2 for d in draws])[:, None, None]
@@ -469,6 +469,11 @@ class AudioViews(ViewGenerator):
             ratio = power[rows].sum((1, 2)) / noise.sum((1, 2)).clamp_min(1e-30) / 10.0 ** (snr / 10.0)
             power[rows] += noise * ratio[:, None, None]
         return power.transpose(1, 2)
+
+    def power_mean_square(self, power: torch.Tensor) -> torch.Tensor:
+        """``[V]``: each view's waveform mean square, estimated from its mel power ``[V, frames, n_mels]``."""
+        stft, scale = self._mel.spectrogram, self._mel.mel_scale
+        return mean_square(power, float(scale.fb.sum()), float(stft.window.square().sum()))
 
     def _warped_power(self, wav: torch.Tensor, draw: dict, frames: int) -> torch.Tensor:
         """``[frames, n_mels]``: one view's crop, warp, shift, equaliser and band-pass, on its spectrogram."""
