@@ -28,6 +28,14 @@ views: cost"): a view crops first, just long enough for its length after the tra
 pitch then run as ONE phase-vocoder pass and ONE resampling (``warp``); resampling kernels are cached per
 factor; the vocoder multiplies unit phasors instead of taking angles; reverberation convolves at a fast FFT
 length; an FFT's, filter's or STFT's fixed cost is paid once per batch instead of once per view.
+
+Two domains (``domain``): ``"waveform"`` (the default) runs each transform on the samples, then takes the log-mel;
+``"spectrogram"`` makes the same views from the same draws without leaving the STFT domain, each transform as the
+map it induces on the view's power spectrogram (``multiview.views.spectrogram_rows``: the warp as the analysis
+window and hop of each frame, the filters in the mel matrix, reverberation as a convolution of powers over time,
+noise as added power) -- ~2.5x cheaper with every transform on, so one loader worker keeps cmc_avdigits' step
+fed where the waveform domain needs two (benchmarks/README.md "Audio views: cost"). Without the warp, filters,
+reverberation and noise both domains give the same views to float rounding.
 """
 
 from __future__ import annotations
