@@ -470,13 +470,17 @@ class AudioViews(ViewGenerator):
             target = 10.0 ** (torch.tensor([draws[i]["loudness"] for i in rows]) / 10.0)
             power[rows] *= (torch.where(ms > 1e-16, target / ms.clamp_min(1e-16), 0.0))[:, None, None]
         power *= torch.tensor([d["gain"] ** 2 for d in draws])[:, None, None]
+        return self._add_noise_power(power, draws).transpose(1, 2)
+
+    def _add_noise_power(self, power: torch.Tensor, draws: Sequence[dict]) -> torch.Tensor:
+        """``power [N, frames, n_mels]`` plus each drawn noise's mel power at its SNR against the view's power."""
         rows = [i for i, d in enumerate(draws) if d["noise"] is not None]
         if rows:
             noise = self.mel_power(torch.stack([draws[i]["noise"] for i in rows]))
             snr = torch.tensor([draws[i]["snr"] for i in rows])
             ratio = power[rows].sum((1, 2)) / noise.sum((1, 2)).clamp_min(1e-30) / 10.0 ** (snr / 10.0)
             power[rows] += noise * ratio[:, None, None]
-        return power.transpose(1, 2)
+        return power
 
     def power_mean_square(self, power: torch.Tensor) -> torch.Tensor:
         """``[V]``: each view's waveform mean square, estimated from its mel power ``[V, frames, n_mels]``."""

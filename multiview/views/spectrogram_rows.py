@@ -37,10 +37,8 @@ import torch
 from multiview.views.waveform import _fft_size, biquad_coefficients
 
 
-def _hz_to_mel(freq: torch.Tensor | float) -> torch.Tensor | float:
-    """The HTK mel scale (torchaudio's default ``mel_scale="htk"``)."""
-    if isinstance(freq, torch.Tensor):
-        return 2595.0 * torch.log10(1.0 + freq / 700.0)
+def _hz_to_mel(freq: float) -> float:
+    """The HTK mel scale (torchaudio's default ``mel_scale="htk"``, the one ``AudioViews`` uses)."""
     return 2595.0 * math.log10(1.0 + freq / 700.0)
 
 
