@@ -311,14 +311,15 @@ class RecipeStep:
         }
 
 
-def shipped_recipe(path: Path, noise_dir: str):
-    """The recipe at ``path`` as it trains; a noise folder that its shard build writes and that is not here is
-    replaced by the benchmark's bank (said on stdout)."""
-    recipe = load_recipe(path)
+def shipped_recipe(path: Path, noise_dir: str, overrides: list[str]):
+    """The recipe at ``path`` as it trains (with ``overrides``, ``KEY=VALUE`` as on the pretrain command line);
+    a noise folder that its shard build writes and that is not here is replaced by the benchmark's bank (said on
+    stdout)."""
+    recipe = load_recipe(path, overrides)
     noise = recipe.views.args["modalities"]["audio"].get("noise")
     if noise not in (None, "gaussian") and not Path(noise).is_dir():
         print(f"{path.name}: noise folder {noise} is not here (its shard build writes it): using {noise_dir}")
-        recipe = load_recipe(path, [f"views.modalities.audio.noise={noise_dir}"])
+        recipe = load_recipe(path, [*overrides, f"views.modalities.audio.noise={noise_dir}"])
     return recipe
 
 
@@ -349,7 +350,9 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
         "every option p 1 (cmc_avdigits)": RecipeStep(every, clips, args.batch),
         "every option p 1, spectrogram domain": RecipeStep(recipe_with_audio(resolve({**EVERY_P1, **SPECTROGRAM})),
                                                            clips, args.batch),
-        f"shipped {args.recipe.name}": RecipeStep(shipped_recipe(args.recipe, noise_dir), clips, args.batch),
+        f"shipped {args.recipe.name} {' '.join(args.set)}".rstrip(): RecipeStep(
+            shipped_recipe(args.recipe, noise_dir, args.set), clips, args.batch
+        ),
     }  # fmt: skip
     for gen in gens.values():  # warm-up
         for c in clips[:3]:
@@ -398,7 +401,7 @@ def cost(samples22: list[dict], args, noise_dir: str) -> dict:
             **spectrogram,
             **spectrogram_stages,
         },
-        "shipped_recipe": {"recipe": args.recipe.name, **shipped},
+        "shipped_recipe": {"recipe": args.recipe.name, "overrides": args.set, **shipped},
         **stages,
         "threads": torch.get_num_threads(),
         "load": load,
@@ -488,6 +491,14 @@ def main() -> None:
         type=Path,
         default=RECIPE.parent / "cmc_avdigits_robust.yaml",
         help="cost: a recipe whose own views are timed next to its own training step (default: the robust one)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override of --recipe, as on the pretrain command line (repeatable), "
+        "e.g. views.modalities.audio.domain=spectrogram",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
