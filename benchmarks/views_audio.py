@@ -29,6 +29,7 @@ Resample, MelSpectrogram, AmplitudeToDB, FrequencyMasking, TimeMasking); ours re
 computes the spectrograms of all views in one call. Single process, one thread, alternating chunks.
 
     python benchmarks/views_audio.py [--clips 40] [--repeat 5] [--rounds 5] [--steps 2] [--batch 128]
+        [--recipe R.yaml [--set KEY=VALUE ...]] [--figure OUT.png]
 
 The last line is JSON: ours_per_s, baseline_per_s (clips per second) and ratio; views_per_core_s (per
 configuration), recipe_views_per_core_s, step_samples_per_core_s, fed (bool) and workers_needed; and where a
@@ -477,6 +478,38 @@ def stage_costs(gen, clips: list[dict], rounds: int, step_per_s: float, stages: 
             "step_ms_per_sample": round(budget, 4)}  # fmt: skip
 
 
+def domains_figure(samples22: list[dict], out: Path, n_words: int = 4) -> dict:
+    """A PNG of what the two domains make from the same draws: for ``n_words`` words, the waveform domain's view,
+    the spectrogram domain's and their difference (every option at p 1, Gaussian noise, no masks), each pair's
+    correlation in its title. Returns the correlations."""
+    from matplotlib.figure import Figure
+
+    audio_args = dict(load_recipe(RECIPE).views.args["modalities"]["audio"])
+    audio_args.pop("name")
+    options = {**audio_args, **EVERY_P1, "noise": "gaussian", "freq_masks": 0, "time_masks": 0, "n_views": 1}
+    views = {}
+    for domain in ("waveform", "spectrogram"):
+        gen = multiview.views.create("audio", **options, domain=domain)
+        made = gen.batch(samples22[:n_words], generators=[torch.Generator().manual_seed(i) for i in range(n_words)])
+        views[domain] = torch.stack([v["view0"][0] for v in made])
+    a, b = views["waveform"], views["spectrogram"]
+    corr = [float(torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1]) for x, y in zip(a, b)]
+    fig = Figure(figsize=(9, 1.9 * n_words), layout="constrained")
+    axes = fig.subplots(n_words, 3, squeeze=False)
+    for i in range(n_words):
+        for j, (image, title) in enumerate(((a[i], "waveform domain"), (b[i], "spectrogram domain"),
+                                            (b[i] - a[i], f"difference (correlation {corr[i]:.3f})"))):  # fmt: skip
+            axes[i, j].imshow(image.numpy(), origin="lower", aspect="auto", cmap="magma" if j < 2 else "coolwarm",
+                              vmin=-3 if j < 2 else -2, vmax=3 if j < 2 else 2)  # fmt: skip
+            axes[i, j].set_title(f"{samples22[i]['__key__']}: {title}", fontsize=8)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+    fig.suptitle("one view of each word, the same draws, every audio option at p 1 (standardised log-mel)", fontsize=9)
+    fig.savefig(out, dpi=90)
+    print(f"figure: {out} (correlations {', '.join(f'{c:.3f}' for c in corr)})")
+    return {"domains_figure": str(out), "domains_correlation": [round(c, 4) for c in corr]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=40)
@@ -486,6 +519,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128, help="cost: the training step's batch (the recipe's)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for everything timed")
     parser.add_argument("--skip-baseline", action="store_true", help="only the cost part")
+    parser.add_argument("--figure", type=Path, metavar="OUT.png",
+                        help="also draw the two domains' views of the same draws side by side to this PNG")  # fmt: skip
     parser.add_argument(
         "--recipe",
         type=Path,
@@ -510,6 +545,8 @@ def main() -> None:
         if not args.skip_baseline:
             result.update(compare_baseline(samples, args.repeat))
             result.update({"n_clips": len(samples) * args.repeat, "views_per_clip": N_VIEWS})
+        if args.figure:
+            result.update(domains_figure(samples, args.figure))
         result.update(cost(samples, args, noise_dir))
     print(json.dumps(result))
 
