@@ -56,15 +56,16 @@ def _stft_size(sample_rate: int) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def _fft_size(n: int) -> int:
-    """The smallest ``2^a 3^b 5^c >= n`` with ``a >= 6``: an FFT length that runs fast. A prime-heavy length
+def _fft_size(n: int, twos: int = 6) -> int:
+    """The smallest ``2^a 3^b 5^c >= n`` with ``a >= twos``: an FFT length that runs fast. A prime-heavy length
     runs ~8x slower (31999 vs 32000 samples) and so do lengths with few factors 2 (28125 = 3^2 5^5: 1.6x)."""
-    best = 64 << max(0, (n - 1).bit_length() - 6)  # the next power of two (at least 64)
+    base = 1 << twos
+    best = base << max(0, (n - 1).bit_length() - twos)  # the next power of two (at least base)
     p5 = 1
-    while 64 * p5 < best:
+    while base * p5 < best:
         p35 = p5
-        while 64 * p35 < best:
-            m = 64 * p35
+        while base * p35 < best:
+            m = base * p35
             while m < n:
                 m *= 2
             best = min(best, m)
