@@ -498,17 +498,22 @@ class AudioViews(ViewGenerator):
         size = smooth_size(n)
         mel = warped_mel_matrix(n, size, factor, self.sample_rate, scale.f_min, scale.f_max, scale.n_mels)
         if draw["eq"] or draw["bandpass"]:
-            freqs = np.arange(size // 2 + 1) * (factor * self.sample_rate / size)
-            response = np.ones(size // 2 + 1)
-            if draw["eq"]:
-                response *= biquad_power("eq", freqs, self.sample_rate, draw["eq"][0], self.eq_q, draw["eq"][1])
-            if draw["bandpass"]:
-                response *= biquad_power("bandpass", freqs, self.sample_rate, draw["bandpass"], self.bandpass_q)
-            mel = mel * torch.from_numpy(np.repeat(response, 2).astype(np.float32))[:, None]
+            mel = mel * self._filter_power(size, factor, draw)[:, None]
         window = hann_window(n, min(n, max(1, round(stft.win_length * factor))))
         # Input samples [0, content * tempo) of the crop make the view's content (the crop's own end aside).
         limit = math.ceil(draw["content"] * tempo - 1e-9)
         return warped_power(wav, draw["start"], limit, positions, mel, window)
+
+    def _filter_power(self, size: int, factor: float, draw: dict) -> torch.Tensor:
+        """``[2 * (size // 2 + 1)]``: the view's equaliser and band-pass power response at the output frequencies
+        of a ``size``-point FFT warped by ``factor``, each bin twice (the rows of ``warped_mel_matrix``)."""
+        freqs = np.arange(size // 2 + 1) * (factor * self.sample_rate / size)
+        response = np.ones(size // 2 + 1)
+        if draw["eq"]:
+            response *= biquad_power("eq", freqs, self.sample_rate, draw["eq"][0], self.eq_q, draw["eq"][1])
+        if draw["bandpass"]:
+            response *= biquad_power("bandpass", freqs, self.sample_rate, draw["bandpass"], self.bandpass_q)
+        return torch.from_numpy(np.repeat(response, 2).astype(np.float32))
 
     def waveforms(self, wav: torch.Tensor, u: Uniforms, generator: torch.Generator) -> torch.Tensor:
         """Random waveform views ``[V, n_samples]`` of a mono clip ``wav [T]``."""
